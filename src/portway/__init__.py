@@ -1,0 +1,1 @@
+"""Portway: run Amazon API Gateway definitions anywhere, in Python."""

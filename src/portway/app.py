@@ -1,0 +1,35 @@
+"""The ASGI application: holds the current compiled gateway and swaps it whole on reload."""
+
+from __future__ import annotations
+
+from portway.gateway import Gateway
+from portway.types import Receive, Scope, Send
+
+__all__ = ["PortwayApp"]
+
+
+class PortwayApp:
+    """Raw ASGI, no framework between the socket and the router. Requests in flight keep the gateway
+    they started with; a swap only changes which one the next request reads."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def swap(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.gateway.handle(scope, receive, send)
+        elif kind == "lifespan":
+            # Start-up and shut-down belong to the Service that owns the loop; answer the protocol only.
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})

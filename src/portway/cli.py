@@ -1,0 +1,165 @@
+"""The ``portway`` command: serve, routes, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from portway.config.errors import DefinitionErrors, Problem
+from portway.gateway import Gateway
+from portway.service import Service, ServiceOptions
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+EXIT_PROBLEMS = 1
+
+
+def _stage_variable(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portway", description="Run Amazon API Gateway definitions locally, with Python Lambda handlers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def definition_args(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("definition", type=Path, help="OpenAPI 3 / Swagger 2 file with API Gateway extensions")
+        sub.add_argument(
+            "--functions",
+            type=Path,
+            default=None,
+            help="functions file binding Lambda function names to handlers (default: functions.yaml beside "
+            "the definition, if present)",
+        )
+        sub.add_argument("--stage", default="dev", help="stage name, served as the first path part (default: dev)")
+        sub.add_argument(
+            "--stage-variable",
+            action="append",
+            type=_stage_variable,
+            default=[],
+            metavar="NAME=VALUE",
+            help="set a stage variable (repeatable; wins over the functions file's stages.STAGE.variables)",
+        )
+
+    serve = commands.add_parser("serve", help="serve the API")
+    definition_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--reload", action="store_true", help="pick up definition and handler code changes")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    definition_args(commands.add_parser("routes", help="print the compiled route table"))
+    definition_args(commands.add_parser("check", help="validate the definition and import every handler"))
+    return parser
+
+
+def _options(args: argparse.Namespace) -> ServiceOptions:
+    return ServiceOptions(
+        definition=args.definition,
+        functions=args.functions,
+        stage=args.stage,
+        stage_variables=dict(args.stage_variable),
+        host=getattr(args, "host", "127.0.0.1"),
+        port=getattr(args, "port", 3000),
+        reload=getattr(args, "reload", False),
+    )
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows
+        return asyncio.run(coro)
+    result: T = uvloop.run(coro)
+    return result
+
+
+def _print_problems(problems: Sequence[Problem]) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_PROBLEMS
+
+
+def route_table(gateway: Gateway) -> str:
+    rows = [("METHOD", "RESOURCE", "INTEGRATION", "STAGES")]
+    for route in sorted(gateway.routes(), key=lambda r: (r.resource, r.method)):
+        rows.append((route.method, route.resource, route.integration.describe(), route.describe_stages()))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip() for row in rows
+    )
+
+
+def _routes(options: ServiceOptions) -> int:
+    service = Service(options)
+    try:
+        gateway = service.compile()
+    except DefinitionErrors as exc:
+        return _print_problems(exc.problems)
+    print(f"{gateway.api.title} ({gateway.api.kind} API), stage {gateway.stage}: served under /{gateway.stage}")
+    print(route_table(gateway))
+    return 0
+
+
+async def _check(options: ServiceOptions) -> int:
+    service = Service(options)
+    try:
+        problems = await service.start()
+    finally:
+        await service.close()
+    if problems:
+        return _print_problems(problems)
+    assert service.app is not None
+    gateway = service.app.gateway
+    print(f"ok: {len(gateway.routes())} routes, {len(gateway.functions)} functions, every handler imports")
+    return 0
+
+
+async def _serve(options: ServiceOptions, log_level: str) -> int:
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)-5s %(name)s %(message)s", stream=sys.stderr
+    )
+    service = Service(options)
+    problems = await service.start()
+    if problems:
+        await service.close()
+        return _print_problems(problems)
+    assert service.app is not None
+    gateway = service.app.gateway
+    print(
+        f"Portway: {gateway.api.title} ({gateway.api.kind} API) on "
+        f"http://{options.host}:{options.port}/{gateway.stage}",
+        file=sys.stderr,
+    )
+    print(route_table(gateway), file=sys.stderr, flush=True)
+    await service.serve()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    options = _options(args)
+    if args.command == "routes":
+        return _routes(options)
+    if args.command == "check":
+        return _run(_check(options))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(_serve(options, args.log_level))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Model → compiled :class:`~portway.gateway.Gateway`. Every problem is raised here, with file and JSON path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from portway.config.errors import DefinitionErrors, Problem
+from portway.config.model import ApiDefinition, Deployment, IntegrationType, Operation
+from portway.gateway import Gateway, Route
+from portway.integrations import Integration as IntegrationStage
+from portway.integrations.events import ApiInfo, stable_id
+from portway.integrations.http_proxy import HttpProxyIntegration, ParameterSource, UpstreamPools
+from portway.integrations.lambda_proxy import LambdaProxyIntegration
+from portway.integrations.mock import MockIntegration, MockResponse, TemplateError, static_header_value, static_status
+from portway.lambdas import FunctionSpec, LambdaRuntime, parse_handler
+from portway.routing import DuplicateRoute, Router
+
+__all__ = ["FunctionOrigin", "Resources", "compile_gateway", "resolve_functions"]
+
+STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}")
+_LAMBDA_URI = re.compile(r"^arn:aws[a-z-]*:apigateway:([a-z0-9-]+):lambda:path/2015-03-31/functions/(.+)/invocations$")
+_REQUEST_PARAMETER = re.compile(r"^integration\.request\.(path|querystring|header)\.(.+)$")
+_METHOD_PARAMETER = re.compile(r"^method\.request\.(path|querystring|header)\.(.+)$")
+
+
+@dataclass(slots=True)
+class Resources:
+    """What outlives a compiled gateway (reloads swap the gateway, not these)."""
+
+    runtime: LambdaRuntime
+    pools: UpstreamPools = field(default_factory=UpstreamPools)
+
+
+@dataclass(slots=True)
+class _Problems:
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, file: Path, path: str, message: str) -> None:
+        self.items.append(Problem(file, path, message))
+
+
+def _substitute_stage_variables(
+    text: str, variables: Mapping[str, str], file: Path, where: str, stage: str, problems: _Problems
+) -> str | None:
+    missing = [name for name in _STAGE_VARIABLE.findall(text) if name not in variables]
+    if missing:
+        problems.add(
+            file, where, f"stage variable {missing[0]!r} is not defined for stage {stage!r} (set it with "
+            f"--stage-variable {missing[0]}=VALUE or under stages.{stage}.variables in the functions file)"
+        )
+        return None
+    return _STAGE_VARIABLE.sub(lambda m: variables[m.group(1)], text)
+
+
+def _function_name(uri: str) -> tuple[str, str] | None:
+    """(function name, region) from a Lambda integration uri, or None when it is not one."""
+    match = _LAMBDA_URI.match(uri)
+    if match is None:
+        return None
+    region, function = match.group(1), match.group(2)
+    if function.startswith("arn:"):
+        parts = function.split(":")
+        if len(parts) < 7 or parts[5] != "function":
+            return None
+        return parts[6], region
+    if ":function:" in function:
+        return function.split(":function:", 1)[1].split(":", 1)[0], region
+    return function.split(":", 1)[0], region
+
+
+def _handler_name(handler: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", handler)[:64]
+
+
+def _check_handler_file(spec: FunctionSpec) -> str | None:
+    base = spec.code_dir.joinpath(*spec.module.split("."))
+    if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+        return None
+    if not spec.code_dir.is_dir():
+        return f"handler folder {spec.code_dir} not found"
+    return f"handler file {base.with_suffix('.py')} not found"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionOrigin:
+    """Where a function's handler was named, so a later problem (an import error) can point there."""
+
+    file: Path
+    where: str
+
+
+def resolve_functions(
+    api: ApiDefinition,
+    deployment: Deployment,
+    stage: str,
+    stage_variables: Mapping[str, str],
+    problems: _Problems | None = None,
+) -> tuple[dict[str, FunctionSpec], dict[tuple[str, str], str], dict[str, FunctionOrigin]]:
+    """Every Lambda function the routes use, which function each (method, resource) calls, and where
+    each function's handler was named."""
+    out = problems if problems is not None else _Problems()
+    specs: dict[str, FunctionSpec] = {}
+    origins: dict[str, FunctionOrigin] = {}
+    by_route: dict[tuple[str, str], str] = {}
+    file = api.source
+    for op in api.operations:
+        integration = op.integration
+        if integration.type is not IntegrationType.AWS_PROXY:
+            continue
+        name: str | None = None
+        region = "us-east-1"
+        if integration.uri is not None:
+            uri = _substitute_stage_variables(
+                integration.uri, stage_variables, file, f"{integration.where}.uri", stage, out
+            )
+            if uri is None:
+                continue
+            parsed = _function_name(uri)
+            if parsed is None:
+                out.add(
+                    file,
+                    f"{integration.where}.uri",
+                    f"{op.method} {op.resource}: not a Lambda invocation uri "
+                    "(arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/FUNCTION_ARN/invocations)",
+                )
+                continue
+            name, region = parsed
+        entry = deployment.functions.get(name) if name is not None else None
+        if integration.handler is not None:
+            try:
+                code_dir, module, attribute = parse_handler(file.parent, integration.handler)
+            except ValueError as exc:
+                out.add(file, f"{op.where}.x-portway-handler", str(exc))
+                continue
+            name = name or _handler_name(integration.handler)
+            spec = FunctionSpec(
+                name=name,
+                code_dir=code_dir,
+                module=module,
+                attribute=attribute,
+                timeout_s=entry.timeout_s if entry else 3.0,
+                memory_mb=entry.memory_mb if entry else 128,
+                environment=dict(entry.environment) if entry else {},
+                concurrency=entry.concurrency if entry else 4,
+                region=region,
+            )
+            where, where_file = f"{op.where}.x-portway-handler", file
+        elif entry is not None:
+            try:
+                code_dir, module, attribute = parse_handler(entry.base_dir, entry.handler)
+            except ValueError as exc:
+                out.add(deployment.source or file, f"{entry.where}.handler", str(exc))
+                continue
+            spec = FunctionSpec(
+                name=entry.name,
+                code_dir=code_dir,
+                module=module,
+                attribute=attribute,
+                timeout_s=entry.timeout_s,
+                memory_mb=entry.memory_mb,
+                environment=dict(entry.environment),
+                concurrency=entry.concurrency,
+                region=region,
+            )
+            where, where_file = f"{entry.where}.handler", deployment.source or file
+        else:
+            hint = (
+                f"add it to the functions file ({deployment.source})"
+                if deployment.source
+                else "pass --functions FILE naming it, or put x-portway-handler: module.function on the operation"
+            )
+            out.add(
+                file,
+                f"{integration.where}.uri",
+                f"{op.method} {op.resource}: Lambda function {name!r} has no local handler: {hint}",
+            )
+            continue
+        previous = specs.get(spec.name)
+        if previous is not None and (previous.module, previous.attribute, previous.code_dir) != (
+            spec.module,
+            spec.attribute,
+            spec.code_dir,
+        ):
+            out.add(where_file, where, f"function {spec.name!r} is bound to two different handlers")
+            continue
+        if previous is None:
+            missing = _check_handler_file(spec)
+            if missing is not None:
+                out.add(where_file, where, f"function {spec.name!r}: {missing}")
+                continue
+            specs[spec.name] = spec
+            origins[spec.name] = FunctionOrigin(where_file, where)
+        by_route[(op.method, op.resource)] = spec.name
+    return specs, by_route, origins
+
+
+def _mock(op: Operation, file: Path, out: _Problems) -> MockIntegration | None:
+    integration = op.integration
+    ok = True
+    statuses: dict[str, int | None] = {}
+    for content_type, template in integration.request_templates.items():
+        try:
+            statuses[content_type.lower()] = static_status(template)
+        except TemplateError as exc:
+            out.add(file, f"{integration.where}.requestTemplates['{content_type}']", f"{op.method} {op.resource}: {exc}")
+            ok = False
+    responses: list[MockResponse] = []
+    for response in integration.responses:
+        headers: list[tuple[bytes, bytes]] = []
+        for target, source in response.response_parameters.items():
+            where = f"{integration.where}.responses['{response.selection_pattern}'].responseParameters['{target}']"
+            if not target.startswith("method.response.header."):
+                out.add(file, where, "only method.response.header.NAME can be set")
+                ok = False
+                continue
+            try:
+                value = static_header_value(source)
+            except TemplateError as exc:
+                out.add(file, where, f"{exc}: only static values are supported for mock integrations for now")
+                ok = False
+                continue
+            headers.append((target.removeprefix("method.response.header.").encode("latin-1"), value.encode("latin-1")))
+        pattern = None if response.selection_pattern == "default" else re.compile(response.selection_pattern)
+        responses.append(
+            MockResponse(
+                pattern=pattern,
+                status=response.status_code,
+                templates={k.lower(): v.encode("utf-8") for k, v in response.response_templates.items()},
+                headers=tuple(headers),
+            )
+        )
+    if not ok:
+        return None
+    return MockIntegration(
+        statuses=statuses, passthrough_behavior=integration.passthrough_behavior, responses=tuple(responses)
+    )
+
+
+def _http_proxy(
+    op: Operation, file: Path, stage: str, variables: Mapping[str, str], pools: UpstreamPools, out: _Problems
+) -> HttpProxyIntegration | None:
+    integration = op.integration
+    assert integration.uri is not None
+    uri = _substitute_stage_variables(integration.uri, variables, file, f"{integration.where}.uri", stage, out)
+    if uri is None:
+        return None
+    sources: dict[str, dict[str, ParameterSource]] = {"path": {}, "querystring": {}, "header": {}}
+    ok = True
+    for target, source in integration.request_parameters.items():
+        where = f"{integration.where}.requestParameters['{target}']"
+        target_match = _REQUEST_PARAMETER.match(target)
+        if target_match is None:
+            out.add(file, where, "expected integration.request.(path|querystring|header).NAME")
+            ok = False
+            continue
+        method_match = _METHOD_PARAMETER.match(source)
+        variable = re.fullmatch(r"stageVariables\.([A-Za-z0-9_]+)", source)
+        if method_match is not None:
+            parameter = ParameterSource(method_match.group(1), method_match.group(2))
+        elif variable is not None and variable.group(1) in variables:
+            parameter = ParameterSource("static", variables[variable.group(1)])
+        else:
+            try:
+                parameter = ParameterSource("static", static_header_value(source))
+            except TemplateError:
+                out.add(
+                    file,
+                    where,
+                    f"{source!r}: supported sources are method.request.(path|querystring|header).NAME, "
+                    "stageVariables.NAME and 'static values'",
+                )
+                ok = False
+                continue
+        sources[target_match.group(1)][target_match.group(2)] = parameter
+    if not ok:
+        return None
+    return HttpProxyIntegration(
+        uri=uri,
+        method=integration.http_method,
+        timeout_s=integration.timeout_ms / 1000,
+        pools=pools,
+        path_parameters=sources["path"],
+        headers=sources["header"],
+        query=sources["querystring"],
+    )
+
+
+def compile_gateway(
+    api: ApiDefinition,
+    deployment: Deployment,
+    resources: Resources,
+    *,
+    stage: str = "dev",
+    stage_variables: Mapping[str, str] | None = None,
+) -> Gateway:
+    """Build the immutable gateway for one stage, or raise :class:`DefinitionErrors` with every problem."""
+    out = _Problems()
+    file = api.source
+    if not STAGE_NAME.match(stage):
+        out.add(file, "", f"stage name {stage!r}: use 1-128 letters, digits, '-' or '_'")
+    variables = {**deployment.stage_variables.get(stage, {}), **(stage_variables or {})}
+    functions, by_route, origins = resolve_functions(api, deployment, stage, variables, out)
+    api_info = ApiInfo(
+        api_id=stable_id(f"{api.title}|{file.resolve()}"),
+        region=next((f.region for f in functions.values()), "us-east-1"),
+        deployment_id=stable_id(f"{file.resolve()}|{stage}", 6),
+    )
+    routes: list[tuple[str, str, Route]] = []
+    for op in api.operations:
+        integration: IntegrationStage | None = None
+        kind = op.integration.type
+        if kind is IntegrationType.AWS_PROXY:
+            name = by_route.get((op.method, op.resource))
+            if name is not None:
+                spec = functions[name]
+                integration = LambdaProxyIntegration(
+                    function=name,
+                    handler=f"{spec.module}.{spec.attribute}",
+                    runtime=resources.runtime,
+                    timeout_s=op.integration.timeout_ms / 1000,
+                    api=api_info,
+                    resource_id=stable_id(op.resource, 6),
+                    binary_media_types=api.binary_media_types,
+                )
+        elif kind is IntegrationType.MOCK:
+            integration = _mock(op, file, out)
+        else:
+            integration = _http_proxy(op, file, stage, variables, resources.pools, out)
+        if integration is not None:
+            routes.append((op.method, op.resource, Route(op.method, op.resource, integration, stages=(), where=op.where)))
+    where_by_route = {(op.method, op.resource): op.where for op in api.operations}
+
+    def conflict(method: str, resource: str, exc: DuplicateRoute) -> None:
+        out.add(file, where_by_route.get((method, resource), ""), str(exc))
+
+    router = Router(routes, on_conflict=conflict)
+    if out.items:
+        raise DefinitionErrors(out.items)
+    return Gateway(
+        api=api,
+        api_info=api_info,
+        stage=stage,
+        stage_variables=variables,
+        router=router,
+        functions=functions,
+        function_origins=origins,
+    )
+

@@ -1,0 +1,41 @@
+"""Which loader reads a definition file, and where its functions file is."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from portway.config.errors import DefinitionError
+from portway.config.functions import load_functions
+from portway.config.model import ApiDefinition, Deployment
+from portway.config.openapi import is_openapi, parse_openapi
+from portway.config.source import load_document
+
+__all__ = ["DEFAULT_FUNCTIONS_FILE", "find_functions_file", "load_definition", "load_deployment"]
+
+DEFAULT_FUNCTIONS_FILE = "functions.yaml"
+
+
+def load_definition(file: Path) -> ApiDefinition:
+    """Read an API definition (OpenAPI 3 / Swagger 2 with API Gateway extensions)."""
+    document = load_document(file)
+    if is_openapi(document):
+        return parse_openapi(document, file)
+    if isinstance(document, Mapping) and ("Resources" in document or "AWSTemplateFormatVersion" in document):
+        raise DefinitionError(
+            file, "", "this is a SAM/CloudFormation template: SAM templates are not supported yet; "
+            "pass the API's OpenAPI definition instead"
+        )
+    raise DefinitionError(file, "$", "not an OpenAPI 3 or Swagger 2 document (no 'openapi' or 'swagger' key)")
+
+
+def find_functions_file(definition: Path, explicit: Path | None) -> Path | None:
+    """``--functions FILE`` if given, else a ``functions.yaml`` beside the definition, if there is one."""
+    if explicit is not None:
+        return explicit
+    candidate = definition.parent / DEFAULT_FUNCTIONS_FILE
+    return candidate if candidate.is_file() else None
+
+
+def load_deployment(file: Path | None) -> Deployment:
+    return load_functions(file) if file is not None else Deployment()

@@ -1,0 +1,327 @@
+"""OpenAPI 3.0/3.1 and Swagger 2.0 documents with Amazon API Gateway extensions → :class:`ApiDefinition`.
+
+Every problem is collected with its JSON path, so one run of ``portway check`` shows them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from portway.config.errors import DefinitionErrors, Problem, json_path
+from portway.config.model import (
+    ANY_METHOD,
+    ApiDefinition,
+    Integration,
+    IntegrationResponse,
+    IntegrationType,
+    Operation,
+)
+
+__all__ = ["is_openapi", "parse_openapi"]
+
+INTEGRATION_KEY = "x-amazon-apigateway-integration"
+ANY_METHOD_KEY = "x-amazon-apigateway-any-method"
+BINARY_TYPES_KEY = "x-amazon-apigateway-binary-media-types"
+HANDLER_KEY = "x-portway-handler"
+
+_METHOD_KEYS = {
+    "get": "GET",
+    "put": "PUT",
+    "post": "POST",
+    "delete": "DELETE",
+    "options": "OPTIONS",
+    "head": "HEAD",
+    "patch": "PATCH",
+    ANY_METHOD_KEY: ANY_METHOD,
+}
+# Keys a path item may hold besides operations.
+_PATH_ITEM_OTHER_KEYS = {"parameters", "summary", "description", "servers", "$ref", "trace"}
+_LATER_TYPES = {
+    "aws": "the 'aws' integration (Lambda custom / AWS service integration with mapping templates)",
+    "http": "the 'http' integration (HTTP custom integration with mapping templates)",
+}
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
+_STATUS = re.compile(r"^[1-5][0-9][0-9]$")
+TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 50, 29_000
+
+
+def is_openapi(document: Any) -> bool:
+    return isinstance(document, Mapping) and ("openapi" in document or "swagger" in document)
+
+
+class _Collector:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(self.file, path, message))
+
+
+def parse_openapi(document: Any, file: Path) -> ApiDefinition:
+    """Build the model of a REST API from an OpenAPI/Swagger document, or raise every problem at once."""
+    out = _Collector(file)
+    if not isinstance(document, Mapping):
+        out.add("$", "the document must be a mapping with 'openapi' or 'swagger' at its top")
+        raise DefinitionErrors(out.problems)
+    version = str(document.get("openapi", document.get("swagger", "")))
+    if not re.match(r"^(2\.0|3\.[01](\.\d+)?)$", version):
+        key = "openapi" if "openapi" in document else "swagger"
+        out.add(json_path(key), f"unsupported version {version!r}: expected Swagger 2.0 or OpenAPI 3.0/3.1")
+    info = document.get("info")
+    title = str(info.get("title", file.stem)) if isinstance(info, Mapping) else file.stem
+    binary = _binary_media_types(document, out)
+    operations = _operations(document, out)
+    if out.problems:
+        raise DefinitionErrors(out.problems)
+    return ApiDefinition(
+        kind="REST", title=title, source=file, operations=tuple(operations), binary_media_types=binary
+    )
+
+
+def _binary_media_types(document: Mapping[str, Any], out: _Collector) -> tuple[str, ...]:
+    raw = document.get(BINARY_TYPES_KEY)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, str) and t for t in raw):
+        out.add(json_path(BINARY_TYPES_KEY), "must be a list of media types such as 'image/png' or '*/*'")
+        return ()
+    # The AWS API escapes '/' as '~1' (JSON Patch style); exports sometimes carry it through.
+    return tuple(t.replace("~1", "/").lower() for t in raw)
+
+
+def _operations(document: Mapping[str, Any], out: _Collector) -> list[Operation]:
+    paths = document.get("paths")
+    if paths is None:
+        out.add("$", "no 'paths': the API defines no routes")
+        return []
+    if not isinstance(paths, Mapping):
+        out.add(json_path("paths"), "must be a mapping of resource paths to path items")
+        return []
+    operations: list[Operation] = []
+    for resource, item in paths.items():
+        where = json_path("paths", str(resource))
+        if not isinstance(resource, str) or not _check_resource(resource, where, out):
+            continue
+        if not isinstance(item, Mapping):
+            out.add(where, "must be a mapping of methods to operations")
+            continue
+        for key, op in item.items():
+            method = _METHOD_KEYS.get(str(key).lower()) if isinstance(key, str) else None
+            op_where = json_path("paths", resource, str(key))
+            if method is None:
+                if not (isinstance(key, str) and (key in _PATH_ITEM_OTHER_KEYS or key.startswith("x-"))):
+                    out.add(op_where, f"unknown method {key!r}")
+                continue
+            if str(key) != str(key).lower() and key != ANY_METHOD_KEY:
+                out.add(op_where, f"method keys are lower-case in OpenAPI: use {str(key).lower()!r}")
+                continue
+            operation = _operation(method, resource, op, op_where, out)
+            if operation is not None:
+                operations.append(operation)
+    return operations
+
+
+def _check_resource(resource: str, where: str, out: _Collector) -> bool:
+    if not resource.startswith("/"):
+        out.add(where, "a resource path must start with '/'")
+        return False
+    if resource != "/" and resource.endswith("/"):
+        out.add(where, "a resource path must not end with '/'")
+        return False
+    segments = resource.split("/")[1:] if resource != "/" else []
+    names: set[str] = set()
+    for i, segment in enumerate(segments):
+        if segment == "":
+            out.add(where, "a resource path must not contain an empty segment ('//')")
+            return False
+        if segment.startswith("{") or segment.endswith("}"):
+            if not (segment.startswith("{") and segment.endswith("}")):
+                out.add(where, f"path part {segment!r}: a variable must be a whole segment, like '{{id}}'")
+                return False
+            name = segment[1:-1]
+            greedy = name.endswith("+")
+            if greedy:
+                name = name[:-1]
+                if i != len(segments) - 1:
+                    out.add(where, f"greedy variable {segment!r} must be the last path part")
+                    return False
+            if not _PARAM_NAME.match(name):
+                out.add(where, f"path variable {segment!r} has an invalid name")
+                return False
+            if name in names:
+                out.add(where, f"path variable {name!r} appears twice")
+                return False
+            names.add(name)
+        elif "{" in segment or "}" in segment:
+            out.add(where, f"path part {segment!r}: a variable must be a whole segment, like '{{id}}'")
+            return False
+    return True
+
+
+def _operation(method: str, resource: str, op: Any, where: str, out: _Collector) -> Operation | None:
+    if not isinstance(op, Mapping):
+        out.add(where, "an operation must be a mapping")
+        return None
+    raw = op.get(INTEGRATION_KEY)
+    integration_where = f"{where}.{INTEGRATION_KEY}"
+    if raw is None:
+        out.add(where, f"{method} {resource}: no {INTEGRATION_KEY}: API Gateway needs one for every method")
+        return None
+    integration = _integration(raw, method, resource, integration_where, op.get(HANDLER_KEY), out)
+    if integration is None:
+        return None
+    operation_id = op.get("operationId")
+    return Operation(
+        method=method,
+        resource=resource,
+        integration=integration,
+        operation_id=str(operation_id) if operation_id is not None else None,
+        where=where,
+    )
+
+
+def _string_map(raw: Any, where: str, out: _Collector) -> dict[str, str] | None:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        out.add(where, "must be a mapping of strings to strings")
+        return None
+    return dict(raw)
+
+
+def _integration(
+    raw: Any, method: str, resource: str, where: str, handler: Any, out: _Collector
+) -> Integration | None:
+    route = f"{method} {resource}"
+    if not isinstance(raw, Mapping):
+        out.add(where, f"{route}: must be a mapping")
+        return None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        out.add(f"{where}.type", f"{route}: missing integration type (aws_proxy, http_proxy or mock)")
+        return None
+    lowered = kind.lower()
+    if lowered in _LATER_TYPES:
+        out.add(
+            f"{where}.type",
+            f"{route}: {_LATER_TYPES[lowered]} is not supported yet; "
+            "use aws_proxy, http_proxy or mock",
+        )
+        return None
+    try:
+        itype = IntegrationType(lowered)
+    except ValueError:
+        out.add(f"{where}.type", f"{route}: unknown integration type {kind!r} (aws_proxy, http_proxy, mock)")
+        return None
+    ok = True
+    uri = raw.get("uri")
+    if uri is not None and not isinstance(uri, str):
+        out.add(f"{where}.uri", f"{route}: must be a string")
+        ok = False
+    if handler is not None and not (isinstance(handler, str) and "." in handler):
+        out.add(
+            f"{where.rsplit('.', 1)[0]}.{HANDLER_KEY}", f"{route}: must be 'module.function', got {handler!r}"
+        )
+        ok = False
+    http_method = raw.get("httpMethod")
+    if http_method is not None and not isinstance(http_method, str):
+        out.add(f"{where}.httpMethod", f"{route}: must be a string")
+        ok = False
+    if itype is IntegrationType.AWS_PROXY:
+        if uri is None and handler is None:
+            out.add(f"{where}.uri", f"{route}: an aws_proxy integration needs a Lambda function uri")
+            ok = False
+        if isinstance(http_method, str) and http_method.upper() != "POST":
+            out.add(
+                f"{where}.httpMethod",
+                f"{route}: Lambda is invoked with POST; httpMethod {http_method!r} fails on API Gateway",
+            )
+            ok = False
+    elif itype is IntegrationType.HTTP_PROXY:
+        if not isinstance(uri, str) or not re.match(r"^https?://[^/]+", uri):
+            out.add(f"{where}.uri", f"{route}: an http_proxy integration needs an http(s):// uri")
+            ok = False
+    timeout = raw.get("timeoutInMillis", TIMEOUT_MAX_MS)
+    if isinstance(timeout, str) and timeout.isdigit():
+        timeout = int(timeout)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not (
+        TIMEOUT_MIN_MS <= timeout <= TIMEOUT_MAX_MS
+    ):
+        out.add(
+            f"{where}.timeoutInMillis",
+            f"{route}: must be a whole number of milliseconds from {TIMEOUT_MIN_MS} to {TIMEOUT_MAX_MS}",
+        )
+        ok = False
+    request_templates = _string_map(raw.get("requestTemplates"), f"{where}.requestTemplates", out)
+    request_parameters = _string_map(raw.get("requestParameters"), f"{where}.requestParameters", out)
+    responses = _responses(raw.get("responses"), f"{where}.responses", route, out)
+    passthrough = raw.get("passthroughBehavior", "WHEN_NO_MATCH")
+    if not isinstance(passthrough, str) or passthrough.upper() not in {
+        "WHEN_NO_MATCH",
+        "WHEN_NO_TEMPLATES",
+        "NEVER",
+    }:
+        out.add(f"{where}.passthroughBehavior", f"{route}: must be WHEN_NO_MATCH, WHEN_NO_TEMPLATES or NEVER")
+        ok = False
+    if not ok or request_templates is None or request_parameters is None or responses is None:
+        return None
+    assert isinstance(timeout, int)
+    return Integration(
+        type=itype,
+        uri=uri,
+        http_method=http_method.upper() if isinstance(http_method, str) else None,
+        timeout_ms=timeout,
+        request_templates=request_templates,
+        request_parameters=request_parameters,
+        responses=responses,
+        passthrough_behavior=str(passthrough).upper(),
+        handler=handler,
+        where=where,
+    )
+
+
+def _responses(
+    raw: Any, where: str, route: str, out: _Collector
+) -> tuple[IntegrationResponse, ...] | None:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        out.add(where, f"{route}: must be a mapping of selection patterns to responses")
+        return None
+    result: list[IntegrationResponse] = []
+    for pattern, spec in raw.items():
+        here = f"{where}['{pattern}']"
+        if not isinstance(spec, Mapping):
+            out.add(here, f"{route}: must be a mapping with statusCode")
+            return None
+        status = str(spec.get("statusCode", ""))
+        if not _STATUS.match(status):
+            out.add(f"{here}.statusCode", f"{route}: must be an HTTP status code like '200'")
+            return None
+        if pattern != "default":
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                out.add(here, f"{route}: selection pattern is not a valid regular expression: {exc}")
+                return None
+        templates = _string_map(spec.get("responseTemplates"), f"{here}.responseTemplates", out)
+        parameters = _string_map(spec.get("responseParameters"), f"{here}.responseParameters", out)
+        if templates is None or parameters is None:
+            return None
+        result.append(
+            IntegrationResponse(
+                selection_pattern=str(pattern),
+                status_code=int(status),
+                response_templates=templates,
+                response_parameters=parameters,
+            )
+        )
+    # The default response is the fallback: try every pattern first.
+    result.sort(key=lambda r: r.selection_pattern == "default")
+    return tuple(result)

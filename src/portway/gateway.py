@@ -1,0 +1,167 @@
+"""The compiled gateway: immutable, built once per definition and swapped whole on reload."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from portway.integrations import Integration
+from portway.integrations.events import ApiInfo
+from portway.pipeline.context import BodyTooLarge, RequestContext
+from portway.pipeline.responses import ResponseType, gateway_response
+from portway.pipeline.stage import Stage
+from portway.routing import BadPath, Router, decode_segment
+from portway.types import Receive, Response, Scope, Send
+
+if TYPE_CHECKING:
+    from portway.config.compile import FunctionOrigin
+    from portway.config.model import ApiDefinition
+    from portway.lambdas import FunctionSpec
+
+__all__ = ["Gateway", "Route"]
+
+log = logging.getLogger("portway.gateway")
+access_log = logging.getLogger("portway.access")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method on one resource: its stages in order, then its integration."""
+
+    method: str
+    resource: str
+    integration: Integration
+    stages: tuple[Stage, ...] = ()
+    where: str = ""
+
+    async def run(self, ctx: RequestContext) -> Response:
+        ran: list[Stage] = []
+        response: Response | None = None
+        for stage in self.stages:
+            ran.append(stage)
+            response = await stage.on_request(ctx)
+            if response is not None:
+                break
+        if response is None:
+            response = await self.integration(ctx)
+        for stage in reversed(ran):
+            response = await stage.on_response(ctx, response)
+        return response
+
+    def describe_stages(self) -> str:
+        return " → ".join([*(s.name for s in self.stages), "integration"])
+
+
+def _check_query(query: bytes) -> None:
+    """Reject malformed percent-encoding in the query string up front, as API Gateway answers 400."""
+    if b"%" in query:
+        for piece in query.decode("latin-1").split("&"):
+            decode_segment(piece)
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    api: ApiDefinition
+    api_info: ApiInfo
+    stage: str
+    stage_variables: Mapping[str, str]
+    router: Router[Route]
+    functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
+    function_origins: Mapping[str, FunctionOrigin] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"/{self.stage}"
+
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(target for _, _, target in self.router.routes)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        raw_path: bytes | None = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else scope["path"]
+        prefix = self.prefix
+        method: str = scope["method"]
+        request_id = ""
+        ctx: RequestContext | None = None
+        if path == prefix or path.startswith(prefix + "/"):
+            rest = path[len(prefix) :]
+            try:
+                _check_query(scope.get("query_string", b""))
+                match = self.router.match(method, rest or "/")
+            except BadPath:
+                response = gateway_response(ResponseType.BAD_REQUEST)
+            else:
+                if match is None:
+                    response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN)
+                else:
+                    ctx = RequestContext(
+                        scope,
+                        receive,
+                        path=rest,
+                        stage=self.stage,
+                        resource=match.resource,
+                        path_parameters=match.path_parameters,
+                        stage_variables=self.stage_variables,
+                    )
+                    request_id = ctx.request_id
+                    response = await self._run(match.target, ctx)
+        else:
+            # An unknown stage is, to API Gateway, just another path with no resource.
+            response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN)
+        if not request_id:
+            request_id = RequestContext.new_request_id()
+        await _send(send, response, request_id, ctx.extended_request_id if ctx else None)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                '%s "%s %s" %d %.1fms %s',
+                scope.get("client", ("-",))[0],
+                method,
+                path,
+                response.status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
+
+    @staticmethod
+    async def _run(route: Route, ctx: RequestContext) -> Response:
+        try:
+            if route.integration.needs_body:
+                await ctx.body()
+            return await route.run(ctx)
+        except BodyTooLarge:
+            return gateway_response(ResponseType.REQUEST_TOO_LARGE)
+        except BadPath:
+            return gateway_response(ResponseType.BAD_REQUEST)
+        except Exception:
+            # The gateway's own bug must cost one request, never the process.
+            log.exception("[%s] internal error while handling %s %s", ctx.request_id, ctx.method, ctx.path)
+            return gateway_response(ResponseType.API_CONFIGURATION_ERROR)
+
+
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+async def _send(send: Send, response: Response, request_id: str, extended_id: str | None) -> None:
+    headers = response.headers
+    headers.append((b"x-amzn-RequestId", request_id.encode()))
+    if extended_id is not None:
+        headers.append((b"x-amz-apigw-id", extended_id.encode()))
+    if response.stream is None:
+        if response.status not in _NO_BODY_STATUS and not 100 <= response.status < 200:
+            headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    try:
+        async for chunk in response.stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except Exception as exc:
+        # Headers are gone already: the only honest signal left is to cut the connection.
+        log.error("[%s] response stream failed: %s: %s", request_id, type(exc).__name__, exc)
+        raise
+    await send({"type": "http.response.body", "body": b""})

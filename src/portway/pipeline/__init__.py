@@ -1,0 +1,1 @@
+"""The per-request machinery: request context, gateway-made responses, stages."""

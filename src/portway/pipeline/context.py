@@ -1,0 +1,132 @@
+"""The per-request context every stage and integration reads: parsed once, lazily where it costs."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from portway.types import Receive, Scope
+
+__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext", "canonical_header_name"]
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the payload limit."""
+
+
+_CANONICAL: dict[bytes, str] = {}
+
+
+def canonical_header_name(raw: bytes) -> str:
+    """Header names as a typical client sends them (``content-type`` → ``Content-Type``).
+
+    ASGI servers lower-case header names, while API Gateway passes a REST handler the client's own
+    spelling; the usual Title-Case is the closest we can give back. Cached: the set of names is small.
+    """
+    name = _CANONICAL.get(raw)
+    if name is None:
+        name = "-".join(part[:1].upper() + part[1:] for part in raw.decode("latin-1").split("-"))
+        if len(_CANONICAL) < 4096:
+            _CANONICAL[raw] = name
+    return name
+
+
+class RequestContext:
+    """One request as the gateway sees it; ``path`` is without the stage and still percent-encoded."""
+
+    __slots__ = (
+        "_body",
+        "_receive",
+        "client_ip",
+        "extended_request_id",
+        "headers",
+        "http_version",
+        "method",
+        "path",
+        "path_parameters",
+        "query_string",
+        "request_id",
+        "request_time_ns",
+        "resource",
+        "scheme",
+        "scope",
+        "server_port",
+        "stage",
+        "stage_variables",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        *,
+        path: str,
+        stage: str,
+        resource: str,
+        path_parameters: dict[str, str],
+        stage_variables: Mapping[str, str],
+    ) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._body: bytes | None = None
+        self.method: str = scope["method"]
+        self.path = path
+        self.stage = stage
+        self.resource = resource
+        self.path_parameters = path_parameters
+        self.stage_variables = stage_variables
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self.query_string: bytes = scope.get("query_string", b"")
+        client = scope.get("client")
+        self.client_ip: str = client[0] if client else "127.0.0.1"
+        server = scope.get("server")
+        self.server_port: int = server[1] if server and server[1] is not None else 80
+        self.scheme: str = scope.get("scheme", "http")
+        self.http_version: str = scope.get("http_version", "1.1")
+        self.request_id = self.new_request_id()
+        # API Gateway's extended request id: 16 base64 characters ending in '='.
+        self.extended_request_id = base64.b64encode(os.urandom(10)).decode()[:15] + "="
+        self.request_time_ns = time.time_ns()
+
+    @staticmethod
+    def new_request_id() -> str:
+        return str(uuid.uuid4())
+
+    def header(self, lower_name: bytes) -> bytes | None:
+        """The last value of a header (names compared lower-case, as ASGI gives them)."""
+        found = None
+        for name, value in self.headers:
+            if name == lower_name:
+                found = value
+        return found
+
+    async def body(self) -> bytes:
+        """The whole request body, read once; over :data:`MAX_BODY_BYTES` raises :class:`BodyTooLarge`."""
+        if self._body is not None:
+            return self._body
+        length = self.header(b"content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self._body = b"".join(chunks)
+        return self._body
+
+    def receive(self) -> Receive:
+        """The raw ASGI receive, for integrations that stream the body instead of buffering it."""
+        return self._receive

@@ -1,0 +1,68 @@
+"""Gateway-made answers, as data named the way API Gateway names its gateway response types.
+
+Hold this table against https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+
+from portway.types import Headers, Response
+
+__all__ = ["GatewayResponse", "ResponseType", "gateway_response"]
+
+
+class ResponseType(StrEnum):
+    MISSING_AUTHENTICATION_TOKEN = "MISSING_AUTHENTICATION_TOKEN"
+    BAD_REQUEST = "BAD_REQUEST"  # malformed request line, path or headers (answered before routing)
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    INTEGRATION_FAILURE = "INTEGRATION_FAILURE"
+    INTEGRATION_TIMEOUT = "INTEGRATION_TIMEOUT"
+    LAMBDA_ERROR = "LAMBDA_ERROR"  # failed invocation or malformed proxy response: not customisable on AWS
+    API_CONFIGURATION_ERROR = "API_CONFIGURATION_ERROR"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResponse:
+    status: int
+    message: str
+    error_type: str  # the x-amzn-ErrorType header value
+    message_key: str = "message"
+
+    def body(self) -> bytes:
+        return orjson.dumps({self.message_key: self.message})
+
+
+# REST API defaults (HTTP APIs reuse the words with their own codes, in their own table).
+REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
+    ResponseType.MISSING_AUTHENTICATION_TOKEN: GatewayResponse(
+        403, "Missing Authentication Token", "MissingAuthenticationTokenException"
+    ),
+    ResponseType.BAD_REQUEST: GatewayResponse(400, "Bad Request", "BadRequestException"),
+    ResponseType.REQUEST_TOO_LARGE: GatewayResponse(413, "Request Too Long", "RequestTooLongException"),
+    # AWS's table gives INTEGRATION_FAILURE 504 by default; an unreachable HTTP upstream (refused or reset
+    # connection) is answered 502 with the generic 5xx body, which is what clients of a proxy expect.
+    ResponseType.INTEGRATION_FAILURE: GatewayResponse(502, "Internal server error", "InternalServerErrorException"),
+    ResponseType.INTEGRATION_TIMEOUT: GatewayResponse(
+        504, "Endpoint request timed out", "InternalServerErrorException"
+    ),
+    ResponseType.LAMBDA_ERROR: GatewayResponse(502, "Internal server error", "InternalServerErrorException"),
+    ResponseType.API_CONFIGURATION_ERROR: GatewayResponse(
+        500, "Internal server error", "InternalServerErrorException"
+    ),
+    ResponseType.UNSUPPORTED_MEDIA_TYPE: GatewayResponse(
+        415, "Unsupported Media Type", "UnsupportedMediaTypeException"
+    ),
+}
+
+_JSON = (b"content-type", b"application/json")
+
+
+def gateway_response(kind: ResponseType, table: dict[ResponseType, GatewayResponse] = REST_RESPONSES) -> Response:
+    spec = table[kind]
+    headers: Headers = [_JSON, (b"x-amzn-errortype", spec.error_type.encode())]
+    return Response(spec.status, headers, spec.body())

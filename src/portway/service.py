@@ -1,0 +1,163 @@
+"""A running Portway: definition → compiled gateway → server, with its Lambda runtime and upstream pools,
+and (with ``--reload``) a watcher that recompiles the definition or restarts a function's workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from portway.app import PortwayApp
+from portway.config.compile import Resources, compile_gateway
+from portway.config.errors import DefinitionError, DefinitionErrors, Problem
+from portway.config.loader import find_functions_file, load_definition, load_deployment
+from portway.gateway import Gateway
+from portway.lambdas import LambdaRuntime
+
+__all__ = ["Service", "ServiceOptions"]
+
+log = logging.getLogger("portway")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    definition: Path
+    functions: Path | None = None
+    stage: str = "dev"
+    stage_variables: Mapping[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 3000
+    reload: bool = False
+
+
+class Service:
+    def __init__(self, options: ServiceOptions) -> None:
+        self.options = options
+        self.functions_file = find_functions_file(options.definition, options.functions)
+        self.resources = Resources(runtime=LambdaRuntime({}, logger=logging.getLogger("portway.lambda")))
+        self.app: PortwayApp | None = None
+        self.server: uvicorn.Server | None = None
+
+    def compile(self) -> Gateway:
+        """Load and compile the definition; raises DefinitionErrors naming every problem."""
+        try:
+            api = load_definition(self.options.definition)
+            deployment = load_deployment(self.functions_file)
+        except DefinitionError as exc:
+            raise DefinitionErrors([exc.problem]) from None
+        return compile_gateway(
+            api,
+            deployment,
+            self.resources,
+            stage=self.options.stage,
+            stage_variables=self.options.stage_variables,
+        )
+
+    async def start(self) -> list[Problem]:
+        """Compile, then start one warm worker per function (which imports its handler). Returns every
+        problem found, import errors included; the service is ready to serve only when there are none."""
+        try:
+            gateway = self.compile()
+        except DefinitionErrors as exc:
+            return list(exc.problems)
+        problems = await self._prewarm(gateway)
+        self.app = PortwayApp(gateway)
+        return problems
+
+    async def _prewarm(self, gateway: Gateway) -> list[Problem]:
+        runtime = self.resources.runtime
+        runtime.update_functions(gateway.functions)
+        failures = await runtime.prewarm(gateway.functions.keys())
+        problems = []
+        for name, message in sorted(failures.items()):
+            origin = gateway.function_origins.get(name)
+            file = origin.file if origin else self.options.definition
+            problems.append(Problem(file, origin.where if origin else "", f"function {name!r}: {message}"))
+        return problems
+
+    async def serve(self, sock: socket.socket | None = None) -> None:
+        """Serve until stopped (signal or :meth:`stop`), then release every worker and connection."""
+        assert self.app is not None, "start() first"
+        config = uvicorn.Config(
+            self.app,
+            host=self.options.host,
+            port=self.options.port,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            server_header=False,
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        watcher = asyncio.create_task(self._watch()) if self.options.reload else None
+        try:
+            await self.server.serve(sockets=[sock] if sock is not None else None)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await self.close()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+
+    async def close(self) -> None:
+        await self.resources.runtime.close()
+        await self.resources.pools.close()
+
+    def _watched(self) -> list[Path]:
+        paths = {self.options.definition.resolve()}
+        if self.functions_file is not None:
+            paths.add(self.functions_file.resolve())
+        if self.app is not None:
+            paths.update(spec.code_dir.resolve() for spec in self.app.gateway.functions.values())
+        return sorted(paths)
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        while True:
+            watched = self._watched()
+            async for changes in awatch(*watched, debounce=200, step=50):
+                changed = {Path(path).resolve() for _, path in changes}
+                if changed & {p for p in watched if p.is_file()}:
+                    await self.reload_definition()
+                    break  # the functions' folders may have changed: watch the new set
+                await self.reload_code(changed)
+
+    async def reload_definition(self) -> bool:
+        """Recompile and swap; on problems keep serving the previous gateway and log why."""
+        try:
+            gateway = self.compile()
+        except DefinitionErrors as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            return False
+        problems = await self._prewarm(gateway)
+        for problem in problems:
+            log.error("reload: %s", problem)
+        assert self.app is not None
+        self.app.swap(gateway)
+        log.info("reloaded %s (%d routes)", self.options.definition, len(gateway.routes()))
+        return True
+
+    async def reload_code(self, changed: set[Path]) -> None:
+        assert self.app is not None
+        names = [
+            name
+            for name, spec in self.app.gateway.functions.items()
+            if any(path.suffix == ".py" and path.is_relative_to(spec.code_dir.resolve()) for path in changed)
+        ]
+        if names:
+            await self.resources.runtime.reload(names)
+            log.info("handler code changed: reloaded %s", ", ".join(sorted(names)))
