@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -72,7 +73,7 @@ def start_gateway(
     )
     service = Service(options)
     ready = threading.Event()
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}
     holder: dict[str, asyncio.AbstractEventLoop] = {}
 
     async def main() -> None:
@@ -101,9 +102,9 @@ def start_gateway(
         raise TimeoutError("gateway did not start in 30 s")
     if "problems" in outcome:
         thread.join(timeout=10)
-        raise GatewayStartError(outcome["problems"])  # type: ignore[arg-type]
+        raise GatewayStartError(outcome["problems"])
     if "error" in outcome:
-        raise RuntimeError("gateway failed to start") from outcome["error"]  # type: ignore[arg-type]
+        raise RuntimeError("gateway failed to start") from outcome["error"]
     return RunningGateway(service, port, holder["loop"], thread)
 
 
@@ -166,25 +167,19 @@ def run_asgi(app: object) -> RunningApp:
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
-    started = threading.Event()
 
     def run() -> None:
-        async def main() -> None:
-            task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not task.done():
-                await asyncio.sleep(0.01)
-            started.set()
-            await task
-
         try:
-            asyncio.run(main())
+            asyncio.run(server.serve(sockets=[sock]))
         finally:
             sock.close()
-            started.set()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    started.wait(timeout=15)
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the ASGI app's server did not start"
     return RunningApp(port, server, thread)
 
 

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def definition_args(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("definition", type=Path, help="OpenAPI 3 / Swagger 2 file with API Gateway extensions")
+        sub.add_argument(
+            "definition", type=Path, help="OpenAPI 3 / Swagger 2 file with API Gateway extensions"
+        )
         sub.add_argument(
             "--functions",
             type=Path,
@@ -43,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
             help="functions file binding Lambda function names to handlers (default: functions.yaml beside "
             "the definition, if present)",
         )
-        sub.add_argument("--stage", default="dev", help="stage name, served as the first path part (default: dev)")
+        sub.add_argument(
+            "--stage", default="dev", help="stage name, served as the first path part (default: dev)"
+        )
         sub.add_argument(
             "--stage-variable",
             action="append",
@@ -97,7 +101,8 @@ def route_table(gateway: Gateway) -> str:
         rows.append((route.method, route.resource, route.integration.describe(), route.describe_stages()))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
-        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip() for row in rows
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip()
+        for row in rows
     )
 
 
@@ -107,7 +112,9 @@ def _routes(options: ServiceOptions) -> int:
         gateway = service.compile()
     except DefinitionErrors as exc:
         return _print_problems(exc.problems)
-    print(f"{gateway.api.title} ({gateway.api.kind} API), stage {gateway.stage}: served under /{gateway.stage}")
+    print(
+        f"{gateway.api.title} ({gateway.api.kind} API), stage {gateway.stage}: served under /{gateway.stage}"
+    )
     print(route_table(gateway))
     return 0
 

@@ -19,7 +19,7 @@ from portway.types import Receive, Response, Scope, Send
 if TYPE_CHECKING:
     from portway.config.compile import FunctionOrigin
     from portway.config.model import ApiDefinition
-    from portway.lambdas import FunctionSpec
+    from portway.lambdas.spec import FunctionSpec
 
 __all__ = ["Gateway", "Route"]
 

@@ -18,7 +18,7 @@ from portway.config.compile import Resources, compile_gateway
 from portway.config.errors import DefinitionError, DefinitionErrors, Problem
 from portway.config.loader import find_functions_file, load_definition, load_deployment
 from portway.gateway import Gateway
-from portway.lambdas import LambdaRuntime
+from portway.lambdas.runtime import LambdaRuntime
 
 __all__ = ["Service", "ServiceOptions"]
 
@@ -92,6 +92,8 @@ class Service:
             http="httptools",
             lifespan="off",
             server_header=False,
+            # The client's own X-Forwarded-For is data for the integration, never our peer address.
+            proxy_headers=False,
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=5,
@@ -129,8 +131,8 @@ class Service:
         while True:
             watched = self._watched()
             async for changes in awatch(*watched, debounce=200, step=50):
-                changed = {Path(path).resolve() for _, path in changes}
-                if changed & {p for p in watched if p.is_file()}:
+                changed = {Path(path) for _, path in changes}
+                if changed & set(watched):
                     await self.reload_definition()
                     break  # the functions' folders may have changed: watch the new set
                 await self.reload_code(changed)
@@ -159,5 +161,7 @@ class Service:
             if any(path.suffix == ".py" and path.is_relative_to(spec.code_dir.resolve()) for path in changed)
         ]
         if names:
-            await self.resources.runtime.reload(names)
+            failures = await self.resources.runtime.reload(names)
             log.info("handler code changed: reloaded %s", ", ".join(sorted(names)))
+            for name, message in sorted(failures.items()):
+                log.error("reload: function %r: %s", name, message)

@@ -131,7 +131,12 @@ def test_event_matches_api_gateway_payload_v1(client: httpx.Client, gw: RunningG
     response = client.post(
         "/echo?tag=a&tag=b&q=hello%20world&plus=a+b&empty=",
         content=b'{"hello": "world"}',
-        headers=[("Content-Type", "application/json"), ("X-Multi", "1"), ("X-Multi", "2"), ("User-Agent", "t/1")],
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Multi", "1"),
+            ("X-Multi", "2"),
+            ("User-Agent", "t/1"),
+        ],
     )
     data = _echo(response)
     event = data["event"]
@@ -183,16 +188,19 @@ def test_event_matches_api_gateway_payload_v1(client: httpx.Client, gw: RunningG
     assert rc["stage"] == "dev"
     assert rc["protocol"] == "HTTP/1.1"
     assert rc["accountId"] == "123456789012"
-    assert len(rc["apiId"]) == 10 and rc["apiId"].isalnum()
+    assert len(rc["apiId"]) == 10
+    assert rc["apiId"].isalnum()
     assert len(rc["resourceId"]) == 6
     assert rc["domainName"] == f"127.0.0.1:{gw.port}"
     assert rc["requestId"] == response.headers["x-amzn-requestid"]
     assert rc["extendedRequestId"] == response.headers["x-amz-apigw-id"]
     assert abs(rc["requestTimeEpoch"] / 1000 - time.time()) < 60
-    assert time.strftime("%Y", time.gmtime()) in rc["requestTime"] and rc["requestTime"].endswith(" +0000")
+    assert time.strftime("%Y", time.gmtime()) in rc["requestTime"]
+    assert rc["requestTime"].endswith(" +0000")
     assert rc["identity"]["sourceIp"] == "127.0.0.1"
     assert rc["identity"]["userAgent"] == "t/1"
-    assert rc["identity"]["user"] is None and rc["identity"]["caller"] is None
+    assert rc["identity"]["user"] is None
+    assert rc["identity"]["caller"] is None
 
 
 def test_event_without_query_or_body_has_nulls(client: httpx.Client) -> None:
@@ -229,7 +237,11 @@ def test_context_and_environment(client: httpx.Client) -> None:
     assert context["log_stream_name"]
     assert 0 < context["remaining_ms"] <= 3000
     assert context["aws_request_id"] == data["event"]["requestContext"]["requestId"]
-    assert data["env"] == {"GREETING": "hello from echo", "AWS_LAMBDA_FUNCTION_NAME": "echo", "AWS_REGION": "eu-west-1"}
+    assert data["env"] == {
+        "GREETING": "hello from echo",
+        "AWS_LAMBDA_FUNCTION_NAME": "echo",
+        "AWS_REGION": "eu-west-1",
+    }
 
 
 def test_globals_persist_between_invocations(client: httpx.Client) -> None:
@@ -271,7 +283,9 @@ def test_binary_response_decoded_when_first_accept_matches(client: httpx.Client)
 
 
 def test_binary_response_stays_base64_when_first_accept_does_not_match(client: httpx.Client) -> None:
-    response = client.get("/shaped", params={"kind": "binary"}, headers={"Accept": "application/json, image/png"})
+    response = client.get(
+        "/shaped", params={"kind": "binary"}, headers={"Accept": "application/json, image/png"}
+    )
     assert response.text == base64.b64encode(bytes(range(256))).decode()
 
 
@@ -353,7 +367,9 @@ def test_mock_status_selects_integration_response(client: httpx.Client) -> None:
 
 
 def test_mock_unmatched_content_type_with_never_passthrough_is_415(client: httpx.Client) -> None:
-    response = client.post("/mock", content=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/mock", content=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 415
     assert response.json() == {"message": "Unsupported Media Type"}
 
@@ -367,11 +383,18 @@ def test_mock_without_matching_or_default_response_is_500(client: httpx.Client) 
 # --- HTTP proxy ----------------------------------------------------------------------------------------
 
 
-def test_http_proxy_forwards_method_path_query_headers_body(client: httpx.Client, upstream: RunningApp) -> None:
+def test_http_proxy_forwards_method_path_query_headers_body(
+    client: httpx.Client, upstream: RunningApp
+) -> None:
     response = client.put(
         "/upstream/a/b%20c?x=1&x=2",
         content=b"payload",
-        headers={"X-Custom": "v", "Connection": "keep-alive", "Keep-Alive": "timeout=5", "X-Forwarded-For": "10.0.0.9"},
+        headers={
+            "X-Custom": "v",
+            "Connection": "keep-alive",
+            "Keep-Alive": "timeout=5",
+            "X-Forwarded-For": "10.0.0.9",
+        },
     )
     assert response.status_code == 200
     seen = response.json()

@@ -22,7 +22,9 @@ async def upstream_app(scope: Scope, receive: Receive, send: Send) -> None:
     if path.startswith("/slow"):
         await asyncio.sleep(3)
     if path.startswith("/stream"):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         for i in range(5):
             await send({"type": "http.response.body", "body": f"chunk{i};".encode(), "more_body": True})
             await asyncio.sleep(0.01)

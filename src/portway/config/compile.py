@@ -1,4 +1,4 @@
-"""Model → compiled :class:`~portway.gateway.Gateway`. Every problem is raised here, with file and JSON path."""
+"""Model → compiled :class:`~portway.gateway.Gateway`; every problem raised here, with file and JSON path."""
 
 from __future__ import annotations
 
@@ -14,15 +14,24 @@ from portway.integrations import Integration as IntegrationStage
 from portway.integrations.events import ApiInfo, stable_id
 from portway.integrations.http_proxy import HttpProxyIntegration, ParameterSource, UpstreamPools
 from portway.integrations.lambda_proxy import LambdaProxyIntegration
-from portway.integrations.mock import MockIntegration, MockResponse, TemplateError, static_header_value, static_status
-from portway.lambdas import FunctionSpec, LambdaRuntime, parse_handler
+from portway.integrations.mock import (
+    MockIntegration,
+    MockResponse,
+    TemplateError,
+    static_header_value,
+    static_status,
+)
+from portway.lambdas.runtime import LambdaRuntime
+from portway.lambdas.spec import FunctionSpec, parse_handler
 from portway.routing import DuplicateRoute, Router
 
 __all__ = ["FunctionOrigin", "Resources", "compile_gateway", "resolve_functions"]
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}")
-_LAMBDA_URI = re.compile(r"^arn:aws[a-z-]*:apigateway:([a-z0-9-]+):lambda:path/2015-03-31/functions/(.+)/invocations$")
+_LAMBDA_URI = re.compile(
+    r"^arn:aws[a-z-]*:apigateway:([a-z0-9-]+):lambda:path/2015-03-31/functions/(.+)/invocations$"
+)
 _REQUEST_PARAMETER = re.compile(r"^integration\.request\.(path|querystring|header)\.(.+)$")
 _METHOD_PARAMETER = re.compile(r"^method\.request\.(path|querystring|header)\.(.+)$")
 
@@ -49,8 +58,10 @@ def _substitute_stage_variables(
     missing = [name for name in _STAGE_VARIABLE.findall(text) if name not in variables]
     if missing:
         problems.add(
-            file, where, f"stage variable {missing[0]!r} is not defined for stage {stage!r} (set it with "
-            f"--stage-variable {missing[0]}=VALUE or under stages.{stage}.variables in the functions file)"
+            file,
+            where,
+            f"stage variable {missing[0]!r} is not defined for stage {stage!r} (set it with "
+            f"--stage-variable {missing[0]}=VALUE or under stages.{stage}.variables in the functions file)",
         )
         return None
     return _STAGE_VARIABLE.sub(lambda m: variables[m.group(1)], text)
@@ -171,7 +182,8 @@ def resolve_functions(
             hint = (
                 f"add it to the functions file ({deployment.source})"
                 if deployment.source
-                else "pass --functions FILE naming it, or put x-portway-handler: module.function on the operation"
+                else "pass --functions FILE naming it, or put x-portway-handler: module.function "
+                "on the operation"
             )
             out.add(
                 file,
@@ -206,13 +218,20 @@ def _mock(op: Operation, file: Path, out: _Problems) -> MockIntegration | None:
         try:
             statuses[content_type.lower()] = static_status(template)
         except TemplateError as exc:
-            out.add(file, f"{integration.where}.requestTemplates['{content_type}']", f"{op.method} {op.resource}: {exc}")
+            out.add(
+                file,
+                f"{integration.where}.requestTemplates['{content_type}']",
+                f"{op.method} {op.resource}: {exc}",
+            )
             ok = False
     responses: list[MockResponse] = []
     for response in integration.responses:
         headers: list[tuple[bytes, bytes]] = []
         for target, source in response.response_parameters.items():
-            where = f"{integration.where}.responses['{response.selection_pattern}'].responseParameters['{target}']"
+            where = (
+                f"{integration.where}.responses['{response.selection_pattern}']"
+                f".responseParameters['{target}']"
+            )
             if not target.startswith("method.response.header."):
                 out.add(file, where, "only method.response.header.NAME can be set")
                 ok = False
@@ -223,7 +242,9 @@ def _mock(op: Operation, file: Path, out: _Problems) -> MockIntegration | None:
                 out.add(file, where, f"{exc}: only static values are supported for mock integrations for now")
                 ok = False
                 continue
-            headers.append((target.removeprefix("method.response.header.").encode("latin-1"), value.encode("latin-1")))
+            headers.append(
+                (target.removeprefix("method.response.header.").encode("latin-1"), value.encode("latin-1"))
+            )
         pattern = None if response.selection_pattern == "default" else re.compile(response.selection_pattern)
         responses.append(
             MockResponse(
@@ -245,7 +266,9 @@ def _http_proxy(
 ) -> HttpProxyIntegration | None:
     integration = op.integration
     assert integration.uri is not None
-    uri = _substitute_stage_variables(integration.uri, variables, file, f"{integration.where}.uri", stage, out)
+    uri = _substitute_stage_variables(
+        integration.uri, variables, file, f"{integration.where}.uri", stage, out
+    )
     if uri is None:
         return None
     sources: dict[str, dict[str, ParameterSource]] = {"path": {}, "querystring": {}, "header": {}}
@@ -331,7 +354,13 @@ def compile_gateway(
         else:
             integration = _http_proxy(op, file, stage, variables, resources.pools, out)
         if integration is not None:
-            routes.append((op.method, op.resource, Route(op.method, op.resource, integration, stages=(), where=op.where)))
+            routes.append(
+                (
+                    op.method,
+                    op.resource,
+                    Route(op.method, op.resource, integration, stages=(), where=op.where),
+                )
+            )
     where_by_route = {(op.method, op.resource): op.where for op in api.operations}
 
     def conflict(method: str, resource: str, exc: DuplicateRoute) -> None:
@@ -349,4 +378,3 @@ def compile_gateway(
         functions=functions,
         function_origins=origins,
     )
-

@@ -102,8 +102,10 @@ def _function(name: str, spec: Any, file: Path, add: Any) -> FunctionEntry | Non
         add(f"{where}.timeout", f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S}")
         ok = False
     memory = spec.get("memory", 128)
-    if isinstance(memory, bool) or not isinstance(memory, int) or not (
-        MEMORY_RANGE[0] <= memory <= MEMORY_RANGE[1]
+    if (
+        isinstance(memory, bool)
+        or not isinstance(memory, int)
+        or not (MEMORY_RANGE[0] <= memory <= MEMORY_RANGE[1])
     ):
         add(f"{where}.memory", f"must be a whole number of MB from {MEMORY_RANGE[0]} to {MEMORY_RANGE[1]}")
         ok = False

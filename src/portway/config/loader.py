@@ -23,8 +23,10 @@ def load_definition(file: Path) -> ApiDefinition:
         return parse_openapi(document, file)
     if isinstance(document, Mapping) and ("Resources" in document or "AWSTemplateFormatVersion" in document):
         raise DefinitionError(
-            file, "", "this is a SAM/CloudFormation template: SAM templates are not supported yet; "
-            "pass the API's OpenAPI definition instead"
+            file,
+            "",
+            "this is a SAM/CloudFormation template: SAM templates are not supported yet; "
+            "pass the API's OpenAPI definition instead",
         )
     raise DefinitionError(file, "$", "not an OpenAPI 3 or Swagger 2 document (no 'openapi' or 'swagger' key)")
 

@@ -210,8 +210,7 @@ def _integration(
     if lowered in _LATER_TYPES:
         out.add(
             f"{where}.type",
-            f"{route}: {_LATER_TYPES[lowered]} is not supported yet; "
-            "use aws_proxy, http_proxy or mock",
+            f"{route}: {_LATER_TYPES[lowered]} is not supported yet; use aws_proxy, http_proxy or mock",
         )
         return None
     try:
@@ -243,15 +242,18 @@ def _integration(
                 f"{route}: Lambda is invoked with POST; httpMethod {http_method!r} fails on API Gateway",
             )
             ok = False
-    elif itype is IntegrationType.HTTP_PROXY:
-        if not isinstance(uri, str) or not re.match(r"^https?://[^/]+", uri):
-            out.add(f"{where}.uri", f"{route}: an http_proxy integration needs an http(s):// uri")
-            ok = False
+    elif itype is IntegrationType.HTTP_PROXY and (
+        not isinstance(uri, str) or not re.match(r"^https?://[^/]+", uri)
+    ):
+        out.add(f"{where}.uri", f"{route}: an http_proxy integration needs an http(s):// uri")
+        ok = False
     timeout = raw.get("timeoutInMillis", TIMEOUT_MAX_MS)
     if isinstance(timeout, str) and timeout.isdigit():
         timeout = int(timeout)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not (
-        TIMEOUT_MIN_MS <= timeout <= TIMEOUT_MAX_MS
+    if (
+        not isinstance(timeout, int)
+        or isinstance(timeout, bool)
+        or not (TIMEOUT_MIN_MS <= timeout <= TIMEOUT_MAX_MS)
     ):
         out.add(
             f"{where}.timeoutInMillis",
@@ -286,9 +288,7 @@ def _integration(
     )
 
 
-def _responses(
-    raw: Any, where: str, route: str, out: _Collector
-) -> tuple[IntegrationResponse, ...] | None:
+def _responses(raw: Any, where: str, route: str, out: _Collector) -> tuple[IntegrationResponse, ...] | None:
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):

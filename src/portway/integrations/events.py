@@ -43,7 +43,8 @@ class ApiInfo:
 def request_time(ns: int) -> str:
     """``09/Apr/2015:12:34:56 +0000`` (locale-free: ``%b`` would follow the process locale)."""
     t = time.gmtime(ns // 1_000_000_000)
-    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    month = _MONTHS[t.tm_mon - 1]
+    return f"{t.tm_mday:02d}/{month}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
 
 
 def trace_id(ns: int) -> str:
@@ -86,7 +87,9 @@ def _gateway_headers(ctx: RequestContext) -> list[tuple[str, str]]:
     return headers
 
 
-def _single_and_multi(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+def _single_and_multi(
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
     if not pairs:
         return None, None
     single: dict[str, str] = {}
@@ -97,7 +100,9 @@ def _single_and_multi(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str] 
     return single, multi
 
 
-def body_field(body: bytes, content_type: bytes | None, binary_media_types: Sequence[str]) -> tuple[str | None, bool]:
+def body_field(
+    body: bytes, content_type: bytes | None, binary_media_types: Sequence[str]
+) -> tuple[str | None, bool]:
     """The event's ``body`` and ``isBase64Encoded``: binary media types travel base64-encoded."""
     if not body:
         return None, False

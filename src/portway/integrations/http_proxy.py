@@ -51,7 +51,9 @@ class UpstreamPools:
     def session(self, origin: str) -> aiohttp.ClientSession:
         session = self._sessions.get(origin)
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit_per_host=self._limit, keepalive_timeout=30, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(
+                limit_per_host=self._limit, keepalive_timeout=30, ttl_dns_cache=60
+            )
             session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
@@ -156,11 +158,11 @@ class HttpProxyIntegration:
         client = ctx.client_ip
         headers.append(("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client))
         headers.append(("X-Forwarded-Proto", ctx.scheme))
-        for name, source in self.headers.items():
-            value = source.value(ctx)
-            if value is not None:
-                headers = [h for h in headers if h[0].lower() != name.lower()]
-                headers.append((name, value))
+        for target, source in self.headers.items():
+            mapped = source.value(ctx)
+            if mapped is not None:
+                headers = [h for h in headers if h[0].lower() != target.lower()]
+                headers.append((target, mapped))
         return headers
 
     async def _body(self, ctx: RequestContext) -> AsyncIterator[bytes]:
@@ -213,7 +215,9 @@ class HttpProxyIntegration:
         return Response(upstream.status, headers, stream=self._relay(upstream, deadline, ctx.request_id))
 
     @staticmethod
-    async def _relay(upstream: aiohttp.ClientResponse, deadline: float, request_id: str) -> AsyncIterator[bytes]:
+    async def _relay(
+        upstream: aiohttp.ClientResponse, deadline: float, request_id: str
+    ) -> AsyncIterator[bytes]:
         """Stream the upstream body; past the integration deadline the connection is cut, never hung.
 
         The timeout wraps each read only: a timeout spanning a ``yield`` would cancel the consumer instead.
@@ -227,7 +231,9 @@ class HttpProxyIntegration:
                     break
                 yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.error("[%s] upstream body interrupted at %.3f: %s", request_id, loop.time(), type(exc).__name__)
+            log.error(
+                "[%s] upstream body interrupted at %.3f: %s", request_id, loop.time(), type(exc).__name__
+            )
             upstream.close()
             raise
         finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from portway.integrations.events import ApiInfo, build_event_v1
 from portway.integrations.media import first_accept_type, matches_any
-from portway.lambdas import LambdaRuntime, Outcome
+from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import ResponseType, gateway_response
 from portway.types import Headers, Response
@@ -140,7 +140,11 @@ class LambdaProxyIntegration:
             ctx, body, api=self.api, resource_id=self.resource_id, binary_media_types=self.binary_media_types
         )
         invocation = await self.runtime.invoke(
-            self.function, event, request_id=ctx.request_id, integration_timeout_s=self.timeout_s
+            self.function,
+            event,
+            request_id=ctx.request_id,
+            integration_timeout_s=self.timeout_s,
+            trace_id=event["headers"].get("X-Amzn-Trace-Id"),
         )
         outcome = invocation.outcome
         if outcome is Outcome.OK:
@@ -148,7 +152,8 @@ class LambdaProxyIntegration:
                 return map_response_v1(invocation.payload, ctx.header(b"accept"), self.binary_media_types)
             except MalformedResponse as exc:
                 log.error(
-                    "[%s] [%s] Execution failed due to configuration error: Malformed Lambda proxy response: %s",
+                    "[%s] [%s] Execution failed due to configuration error: "
+                    "Malformed Lambda proxy response: %s",
                     self.function,
                     ctx.request_id,
                     exc,

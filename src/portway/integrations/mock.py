@@ -19,7 +19,7 @@ from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import ResponseType, gateway_response
 from portway.types import Response
 
-__all__ = ["MockIntegration", "MockResponse", "static_status", "static_header_value"]
+__all__ = ["MockIntegration", "MockResponse", "static_header_value", "static_status"]
 
 _DEFAULT_CONTENT_TYPE = "application/json"
 
@@ -82,7 +82,7 @@ class MockIntegration:
         codes = ",".join(str(r.status) for r in self.responses) or "no responses"
         return f"mock ({codes})"
 
-    def _select_status(self, ctx: RequestContext) -> int | None | ResponseType:
+    def _select_status(self, ctx: RequestContext) -> int | ResponseType | None:
         if not self.statuses:
             return None
         content_type = media_type(ctx.header(b"content-type")) or _DEFAULT_CONTENT_TYPE

@@ -64,7 +64,9 @@ _SIGNAL_NAMES = {
 }
 
 
-def make_error(message: str, error_type: str, stack_trace: list[str] | None, request_id: str) -> dict[str, Any]:
+def make_error(
+    message: str, error_type: str, stack_trace: list[str] | None, request_id: str
+) -> dict[str, Any]:
     """The error object a Python handler's failure becomes, key for key as awslambdaric builds it."""
     return {
         "errorMessage": message,

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+
 from portway.types import Receive, Scope
 
 __all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext", "canonical_header_name"]

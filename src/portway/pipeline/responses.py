@@ -46,7 +46,9 @@ REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
     ResponseType.REQUEST_TOO_LARGE: GatewayResponse(413, "Request Too Long", "RequestTooLongException"),
     # AWS's table gives INTEGRATION_FAILURE 504 by default; an unreachable HTTP upstream (refused or reset
     # connection) is answered 502 with the generic 5xx body, which is what clients of a proxy expect.
-    ResponseType.INTEGRATION_FAILURE: GatewayResponse(502, "Internal server error", "InternalServerErrorException"),
+    ResponseType.INTEGRATION_FAILURE: GatewayResponse(
+        502, "Internal server error", "InternalServerErrorException"
+    ),
     ResponseType.INTEGRATION_TIMEOUT: GatewayResponse(
         504, "Endpoint request timed out", "InternalServerErrorException"
     ),
@@ -62,7 +64,9 @@ REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
 _JSON = (b"content-type", b"application/json")
 
 
-def gateway_response(kind: ResponseType, table: dict[ResponseType, GatewayResponse] = REST_RESPONSES) -> Response:
+def gateway_response(
+    kind: ResponseType, table: dict[ResponseType, GatewayResponse] = REST_RESPONSES
+) -> Response:
     spec = table[kind]
     headers: Headers = [_JSON, (b"x-amzn-errortype", spec.error_type.encode())]
     return Response(spec.status, headers, spec.body())
