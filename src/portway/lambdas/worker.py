@@ -218,10 +218,11 @@ def main(argv: list[str]) -> int:
     reader = sock.makefile("rb")
     # `python -m` put the working folder first on sys.path; Lambda puts the task root there.
     sys.path[0] = code_dir
-    stdout = TaggedStream(1)
-    sys.stdout = stdout
+    sys.stdout = TaggedStream(1)
     sys.stderr = TaggedStream(2)
-    _setup_logging(stdout)
+    # Log records get a stream of their own, so a half-printed line never swallows one (Lambda keeps
+    # them apart as well: records go through the runtime's log sink, prints through stdout).
+    _setup_logging(TaggedStream(1))
     try:
         handler = load_handler(module, attribute)
     except InitError as exc:
