@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pytest
 
 from portway.config.errors import Problem
-from portway.service import Service, ServiceOptions
+from portway.service import Service, ServiceOptions, run_event_loop
 
 APPS = Path(__file__).parent / "e2e" / "apps"
 
@@ -89,7 +89,7 @@ def start_gateway(
 
     def run() -> None:
         try:
-            asyncio.run(main())
+            run_event_loop(main())
         except BaseException as exc:  # surfaced to the test below
             outcome["error"] = exc
             ready.set()

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from portway.config.errors import DefinitionErrors, Problem
 from portway.gateway import Gateway
-from portway.service import Service, ServiceOptions
+from portway.service import Service, ServiceOptions, run_event_loop
 
 __all__ = ["main"]
 
@@ -78,15 +77,6 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         port=getattr(args, "port", 3000),
         reload=getattr(args, "reload", False),
     )
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is absent on Windows
-        return asyncio.run(coro)
-    result: T = uvloop.run(coro)
-    return result
 
 
 def _print_problems(problems: Sequence[Problem]) -> int:
@@ -160,10 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "routes":
         return _routes(options)
     if args.command == "check":
-        return _run(_check(options))
+        return run_event_loop(_check(options))
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return _run(_serve(options, args.log_level))
+        return run_event_loop(_serve(options, args.log_level))
     except KeyboardInterrupt:
         return 0
 

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -20,9 +21,20 @@ from portway.config.loader import find_functions_file, load_definition, load_dep
 from portway.gateway import Gateway
 from portway.lambdas.runtime import LambdaRuntime
 
-__all__ = ["Service", "ServiceOptions"]
+__all__ = ["Service", "ServiceOptions", "run_event_loop"]
 
 log = logging.getLogger("portway")
+T = TypeVar("T")
+
+
+def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on uvloop (the loop the gateway is measured on), or asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows
+        return asyncio.run(coro)
+    result: T = uvloop.run(coro)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
