@@ -20,6 +20,7 @@ from portway.config.errors import DefinitionError, DefinitionErrors, Problem
 from portway.config.loader import find_functions_file, load_definition, load_deployment
 from portway.gateway import Gateway
 from portway.lambdas.runtime import LambdaRuntime
+from portway.server import GatewayHttpProtocol
 
 __all__ = ["Service", "ServiceOptions", "run_event_loop"]
 
@@ -101,7 +102,7 @@ class Service:
             host=self.options.host,
             port=self.options.port,
             loop="none",
-            http="httptools",
+            http=GatewayHttpProtocol,
             lifespan="off",
             server_header=False,
             # The client's own X-Forwarded-For is data for the integration, never our peer address.

@@ -450,3 +450,21 @@ def test_http_proxy_large_streamed_body(client: httpx.Client) -> None:
 def test_http_proxy_body_over_limit_is_413(client: httpx.Client) -> None:
     response = client.post("/upstream/big", content=b"x" * (10 * 1024 * 1024 + 1))
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Bad Header: x", b"X-Control: a\x01b", b"X-Newline: a\rb"],
+)
+def test_malformed_header_is_api_gateway_400(gw: RunningGateway, header: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /dev/echo HTTP/1.1\r\nHost: x\r\n" + header + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"x-amzn-ErrorType: BadRequestException" in head
+    assert body == b'{"message":"Bad Request"}'
+    # The gateway goes on serving.
+    assert httpx.get(f"{gw.base}/echo").status_code == 200
