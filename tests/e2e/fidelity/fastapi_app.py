@@ -1,0 +1,53 @@
+"""A FastAPI app: served directly in the fidelity tests, and wrapped with Mangum as a Lambda in Portway."""
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query, Response
+from mangum import Mangum
+from pydantic import BaseModel, Field
+
+# A PNG signature and bytes that are not UTF-8: the body must survive base64 both ways untouched.
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+ITEMS: dict[str, dict[str, Any]] = {"1": {"id": "1", "name": "kettle", "price": 25.5}}
+
+app = FastAPI()
+
+
+class NewItem(BaseModel):
+    name: str
+    price: float
+    tags: list[str] = Field(default_factory=list)
+
+
+@app.get("/")
+def root() -> dict[str, str]:
+    return {"service": "fastapi"}
+
+
+@app.get("/items")
+def list_tags(response: Response, tag: Annotated[list[str] | None, Query()] = None) -> list[str]:
+    """Echoes every ``tag`` query parameter, in order; a header counts them."""
+    tags = tag or []
+    response.headers["X-Tag-Count"] = str(len(tags))
+    return tags
+
+
+@app.post("/items", status_code=201)
+def create_item(item: NewItem) -> dict[str, Any]:
+    return {"created": item.model_dump(), "id": "2"}
+
+
+@app.get("/items/{item_id}")
+def get_item(item_id: str) -> dict[str, Any]:
+    if item_id not in ITEMS:
+        raise HTTPException(status_code=404, detail=f"item {item_id!r} not found")
+    return ITEMS[item_id]
+
+
+@app.get("/image")
+def image() -> Response:
+    return Response(content=PNG, media_type="image/png", headers={"Cache-Control": "max-age=60"})
+
+
+handler = Mangum(app, lifespan="off")
