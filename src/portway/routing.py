@@ -105,9 +105,9 @@ class Router(Generic[T]):
                     node = self._variable(node, "param", name, resource)
             else:
                 node = node.static.setdefault(segment, _Node())
-        node.resource = resource
         if method in node.methods:
             raise DuplicateRoute(f"{method} {resource} is defined twice")
+        node.resource = resource
         node.methods[method] = target
 
     @staticmethod

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,16 @@ class ServiceOptions:
     reload: bool = False
 
 
+def _collect(load: Callable[[], T], problems: list[Problem]) -> T | None:
+    try:
+        return load()
+    except DefinitionError as exc:
+        problems.append(exc.problem)
+    except DefinitionErrors as exc:
+        problems.extend(exc.problems)
+    return None
+
+
 class Service:
     def __init__(self, options: ServiceOptions) -> None:
         self.options = options
@@ -59,11 +69,12 @@ class Service:
 
     def compile(self) -> Gateway:
         """Load and compile the definition; raises DefinitionErrors naming every problem."""
-        try:
-            api = load_definition(self.options.definition)
-            deployment = load_deployment(self.functions_file)
-        except DefinitionError as exc:
-            raise DefinitionErrors([exc.problem]) from None
+        problems: list[Problem] = []
+        # Both files are read even when the first has problems, so one run shows them all.
+        api = _collect(lambda: load_definition(self.options.definition), problems)
+        deployment = _collect(lambda: load_deployment(self.functions_file), problems)
+        if api is None or deployment is None:
+            raise DefinitionErrors(problems)
         return compile_gateway(
             api,
             deployment,

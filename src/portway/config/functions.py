@@ -66,6 +66,10 @@ def load_functions(file: Path) -> Deployment:
         raw_stages = {}
     for stage, spec in raw_stages.items():
         where = json_path("stages", str(stage))
+        if isinstance(spec, Mapping):
+            for key in spec:
+                if key != "variables":
+                    add(f"{where}.{key}", "unknown setting (known: variables)")
         variables = spec.get("variables", {}) if isinstance(spec, Mapping) else None
         if not isinstance(variables, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str | int | float) for k, v in variables.items()

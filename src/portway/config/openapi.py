@@ -67,10 +67,12 @@ def parse_openapi(document: Any, file: Path) -> ApiDefinition:
     if not isinstance(document, Mapping):
         out.add("$", "the document must be a mapping with 'openapi' or 'swagger' at its top")
         raise DefinitionErrors(out.problems)
-    version = str(document.get("openapi", document.get("swagger", "")))
-    if not re.match(r"^(2\.0|3\.[01](\.\d+)?)$", version):
-        key = "openapi" if "openapi" in document else "swagger"
-        out.add(json_path(key), f"unsupported version {version!r}: expected Swagger 2.0 or OpenAPI 3.0/3.1")
+    key = "openapi" if "openapi" in document else "swagger"
+    version = str(document.get(key, ""))
+    if key == "openapi" and not re.match(r"^3\.[01](\.\d+)?$", version):
+        out.add(json_path(key), f"unsupported version {version!r}: 'openapi' must be 3.0 or 3.1")
+    elif key == "swagger" and version != "2.0":
+        out.add(json_path(key), f"unsupported version {version!r}: 'swagger' must be 2.0")
     info = document.get("info")
     title = str(info.get("title", file.stem)) if isinstance(info, Mapping) else file.stem
     binary = _binary_media_types(document, out)
@@ -104,7 +106,10 @@ def _operations(document: Mapping[str, Any], out: _Collector) -> list[Operation]
     operations: list[Operation] = []
     for resource, item in paths.items():
         where = json_path("paths", str(resource))
-        if not isinstance(resource, str) or not _check_resource(resource, where, out):
+        if not isinstance(resource, str):
+            out.add(where, f"a resource path must be a string starting with '/', got {resource!r}")
+            continue
+        if not _check_resource(resource, where, out):
             continue
         if not isinstance(item, Mapping):
             out.add(where, "must be a mapping of methods to operations")

@@ -19,9 +19,11 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
     seen: dict[Any, yaml.Node] = {}
+    # Only the mapping's own keys can clash: keys merged in with `<<` are overridden by them, as YAML says.
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
@@ -38,6 +40,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
                 key_node.start_mark,
             )
         seen[key] = key_node
+    loader.flatten_mapping(node)
     return loader.construct_mapping(node, deep=deep)
 
 
