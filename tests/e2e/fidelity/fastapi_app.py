@@ -1,9 +1,8 @@
-"""A FastAPI app: served directly in the fidelity tests, and wrapped with Mangum as a Lambda in Portway."""
+"""A FastAPI app: served directly by the fidelity tests, and as a Lambda (fastapi_lambda.py)."""
 
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Response
-from mangum import Mangum
 from pydantic import BaseModel, Field
 
 # A PNG signature and bytes that are not UTF-8: the body must survive base64 both ways untouched.
@@ -48,6 +47,3 @@ def get_item(item_id: str) -> dict[str, Any]:
 @app.get("/image")
 def image() -> Response:
     return Response(content=PNG, media_type="image/png", headers={"Cache-Control": "max-age=60"})
-
-
-handler = Mangum(app, lifespan="off")
