@@ -20,8 +20,9 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -91,14 +92,21 @@ class _InitFailed(Exception):
         self.error = error
 
 
+_Reply = dict[str, Any] | _WorkerGone
+_ReplyHandler = Callable[[_Reply], None]
+
+
 class _Channel(asyncio.Protocol):
-    """The gateway's end of a worker's socket: decoded frames, one waiter at a time."""
+    """The gateway's end of a worker's socket: each decoded frame goes to the one handler expecting it.
+
+    Callbacks rather than futures and timeouts: this is the per-invocation hot path.
+    """
 
     def __init__(self) -> None:
         self._decoder = protocol.FrameDecoder()
-        self._messages: deque[dict[str, Any]] = deque()
-        self._waiter: asyncio.Future[dict[str, Any]] | None = None
-        self._lost: BaseException | None = None
+        self._pending: deque[_Reply] = deque()
+        self._handler: _ReplyHandler | None = None
+        self._lost = False
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -113,37 +121,36 @@ class _Channel(asyncio.Protocol):
                     raise protocol.ProtocolError("a frame that is not an object")
                 self._deliver(message)
         except (protocol.ProtocolError, orjson.JSONDecodeError) as exc:
-            self._fail(_WorkerGone(f"bad frame from worker: {exc}"))
+            self._deliver(_WorkerGone(f"bad frame from worker: {exc}"))
             if self.transport is not None:
                 self.transport.close()
 
-    def _deliver(self, message: dict[str, Any]) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(message)
-            self._waiter = None
-        else:
-            self._messages.append(message)
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._lost is None:
-            self._lost = exc
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-        self._waiter = None
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(_WorkerGone("the worker closed its socket"))
+        if not self._lost:
+            self._lost = True
+            self._deliver(_WorkerGone("the worker closed its socket"))
 
-    async def receive(self) -> dict[str, Any]:
-        if self._messages:
-            return self._messages.popleft()
-        if self._lost is not None:
-            raise self._lost
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        return await waiter
+    def _deliver(self, reply: _Reply) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler(reply)
+        else:
+            self._pending.append(reply)
+
+    def expect(self, handler: _ReplyHandler | None) -> None:
+        """Hand the next reply to ``handler`` (at once if one is waiting); None: nobody expects one."""
+        if handler is not None and self._pending:
+            handler(self._pending.popleft())
+        else:
+            self._handler = handler
+
+    def is_open(self) -> bool:
+        return not self._lost and self.transport is not None and not self.transport.is_closing()
+
+    async def receive(self) -> _Reply:
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self.expect(future.set_result)
+        return await future
 
 
 class _Worker:
@@ -161,7 +168,6 @@ class _Worker:
         self.generation = generation
         self.process = process
         self.channel = channel
-        self.request_id = ""
         self._readers = [
             asyncio.create_task(_relay_output(stream, spec.name, log))
             for stream in (process.stdout, process.stderr)
@@ -172,15 +178,6 @@ class _Worker:
     def pid(self) -> int:
         return self.process.pid
 
-    async def call(self, body: bytes, timeout_s: float) -> dict[str, Any]:
-        """Send one invocation and wait for its answer; TimeoutError past ``timeout_s``."""
-        transport = self.channel.transport
-        if transport is None or transport.is_closing():
-            raise _WorkerGone("the worker's socket is closed")
-        transport.write(protocol.frame(body))
-        async with asyncio.timeout(timeout_s):
-            return await self.channel.receive()
-
     def kill(self) -> None:
         """Kill the worker and anything it started (it leads its own process group)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -190,6 +187,7 @@ class _Worker:
 
     async def stop(self, graceful: bool = True) -> int:
         """Close the worker's socket (it exits at end of stream), kill it if it lingers, reap it."""
+        self.channel.expect(None)
         if self.channel.transport is not None:
             self.channel.transport.close()
         if not graceful:
@@ -271,21 +269,41 @@ def _log_stream_name() -> str:
     return time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + os.urandom(16).hex()
 
 
-class _FunctionPool:
-    """The warm workers of one function, at most ``spec.concurrency`` of them."""
+class _Call:
+    """One invocation on its way: waits for a slot, then a worker, then the worker's reply."""
 
-    def __init__(self, spec: FunctionSpec, log: logging.Logger) -> None:
+    __slots__ = ("answer", "body", "init_ms", "request_id", "started", "timer")
+
+    def __init__(self, body: bytes, request_id: str, answer: asyncio.Future[Invocation]) -> None:
+        self.body = body
+        self.request_id = request_id
+        self.answer = answer  # what the caller awaits; it may stop waiting (integration timeout)
+        self.init_ms: float | None = None
+        self.started = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+
+_Spawner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class _FunctionPool:
+    """The warm workers of one function, and at most ``spec.concurrency`` invocations running at once;
+    further ones queue in order."""
+
+    def __init__(self, spec: FunctionSpec, log: logging.Logger, background: _Spawner) -> None:
         self.spec = spec
         self.log = log
         self.generation = 0
         self.retired = False
+        self.closed = False
+        self._background = background
+        self._free = spec.concurrency
+        self._queue: deque[_Call] = deque()
         self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
-        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._running: dict[_Worker, _Call] = {}
         self._stopping: set[asyncio.Task[int]] = set()
 
-    async def acquire(self) -> None:
-        await self._slots.acquire()
+    # --- workers -------------------------------------------------------------------------------------
 
     async def spawn(self) -> _Worker:
         """Start a worker and wait until its handler is imported; :class:`_InitFailed` if it is not."""
@@ -313,102 +331,134 @@ class _FunctionPool:
             )
         except OSError as exc:
             parent.close()
-            raise _InitFailed(
-                errors.make_error(f"cannot start worker: {exc}", errors.EXIT_ERROR, None, "")
-            ) from None
+            error = errors.make_error(f"cannot start worker: {exc}", errors.EXIT_ERROR, None, "")
+            raise _InitFailed(error) from None
         finally:
             child.close()
         _, channel = await loop.connect_accepted_socket(_Channel, parent)
         worker = _Worker(spec, self.generation, process, channel, self.log)
         try:
             async with asyncio.timeout(INIT_TIMEOUT_S):
-                message = await channel.receive()
+                reply = await channel.receive()
         except TimeoutError:
             self._discard(worker, graceful=False)
-            raise _InitFailed(
-                errors.make_error(
-                    f"Init phase did not finish within {INIT_TIMEOUT_S:.0f} seconds",
-                    errors.TIMED_OUT,
-                    None,
-                    "",
-                )
-            ) from None
-        except _WorkerGone:
+            message = f"Init phase did not finish within {INIT_TIMEOUT_S:.0f} seconds"
+            raise _InitFailed(errors.make_error(message, errors.TIMED_OUT, None, "")) from None
+        if isinstance(reply, _WorkerGone):
             reason = await worker.exit_reason()
             self._discard(worker)
-            raise _InitFailed(
-                errors.make_error(f"Runtime exited with error: {reason}", errors.EXIT_ERROR, None, "")
-            ) from None
-        if message.get("t") != protocol.READY:
+            message = f"Runtime exited with error: {reason}"
+            raise _InitFailed(errors.make_error(message, errors.EXIT_ERROR, None, ""))
+        if reply.get("t") != protocol.READY:
             self._discard(worker)
-            raise _InitFailed(message.get("error") or {"errorType": "Unknown", "errorMessage": str(message)})
+            raise _InitFailed(reply.get("error") or {"errorType": "Unknown", "errorMessage": str(reply)})
         return worker
 
-    async def run(self, body: bytes, request_id: str) -> Invocation:
-        """One invocation on a warm worker (or a new one); the caller holds a slot, released here."""
-        init_ms: float | None = None
-        worker: _Worker | None = None
-        try:
-            if self._idle:
-                worker = self._idle.pop()
-            else:
-                started = time.perf_counter()
-                try:
-                    worker = await self.spawn()
-                except _InitFailed as exc:
-                    return Invocation(Outcome.INIT_ERROR, error=exc.error)
-                init_ms = (time.perf_counter() - started) * 1000
-            self._busy.add(worker)
-            worker.request_id = request_id
-            started = time.perf_counter()
-            timeout_s = self.spec.timeout_s
-            try:
-                message = await worker.call(body, timeout_s)
-            except TimeoutError:
-                self._discard(worker, graceful=False)
-                worker = None
-                text = errors.TIMED_OUT_MESSAGE.format(request_id=request_id, seconds=timeout_s)
-                return Invocation(
-                    Outcome.FUNCTION_TIMEOUT,
-                    error=errors.make_error(text, errors.TIMED_OUT, None, request_id),
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    init_ms=init_ms,
-                )
-            except _WorkerGone:
-                reason = await worker.exit_reason()
-                self._discard(worker)
-                worker = None
-                text = errors.EXIT_MESSAGE.format(request_id=request_id, reason=reason)
-                return Invocation(
-                    Outcome.RUNTIME_EXIT,
-                    error=errors.make_error(text, errors.EXIT_ERROR, None, request_id),
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    init_ms=init_ms,
-                )
-            duration_ms = (time.perf_counter() - started) * 1000
-            if message.get("t") == protocol.OK:
-                return Invocation(
-                    Outcome.OK, payload=message.get("v"), duration_ms=duration_ms, init_ms=init_ms
-                )
-            error = message.get("error") or {"errorType": "Unknown", "errorMessage": str(message)}
-            return Invocation(Outcome.HANDLER_ERROR, error=error, duration_ms=duration_ms, init_ms=init_ms)
-        finally:
-            if worker is not None:
-                self._busy.discard(worker)
-                worker.request_id = ""
-                if self.retired or worker.generation != self.generation:
-                    self._discard(worker)
-                else:
-                    self._idle.append(worker)
-            self._slots.release()
-
     def _discard(self, worker: _Worker, graceful: bool = True) -> None:
-        self._busy.discard(worker)
+        self._running.pop(worker, None)
         if not graceful:
             worker.kill()
         task = asyncio.get_running_loop().create_task(worker.stop(graceful))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+
+    def add_idle(self, worker: _Worker) -> None:
+        if self.retired or worker.generation != self.generation:
+            self._discard(worker)
+        else:
+            self._idle.append(worker)
+
+    # --- invocations ---------------------------------------------------------------------------------
+
+    def submit(self, call: _Call) -> None:
+        if self._free > 0:
+            self._free -= 1
+            self._start(call)
+        else:
+            self._queue.append(call)
+
+    def _release_slot(self) -> None:
+        while self._queue:
+            call = self._queue.popleft()
+            if not call.answer.done():  # a caller that stopped waiting does not get its call run
+                self._start(call)
+                return
+        self._free += 1
+
+    def _start(self, call: _Call) -> None:
+        if self._idle:
+            self._dispatch(call, self._idle.pop())
+        else:
+            self._background(self._cold_start(call))
+
+    async def _cold_start(self, call: _Call) -> None:
+        started = time.perf_counter()
+        try:
+            worker = await self.spawn()
+        except _InitFailed as exc:
+            self._finish(call, None, Invocation(Outcome.INIT_ERROR, error=exc.error))
+            return
+        call.init_ms = (time.perf_counter() - started) * 1000
+        self._dispatch(call, worker)
+
+    def _dispatch(self, call: _Call, worker: _Worker) -> None:
+        call.started = time.perf_counter()
+        if self.closed:
+            self._discard(worker, graceful=False)
+            self._finish(call, None, _SHUTTING_DOWN)
+            return
+        self._running[worker] = call
+        channel = worker.channel
+        if not channel.is_open() or channel.transport is None:
+            self._background(self._lost(call, worker))
+            return
+        channel.expect(partial(self._on_reply, call, worker))
+        channel.transport.write(protocol.frame(call.body))
+        call.timer = asyncio.get_running_loop().call_later(
+            self.spec.timeout_s, self._on_timeout, call, worker
+        )
+
+    def _on_reply(self, call: _Call, worker: _Worker, reply: _Reply) -> None:
+        if call.timer is not None:
+            call.timer.cancel()
+        if isinstance(reply, _WorkerGone):
+            self._background(self._lost(call, worker))
+            return
+        duration_ms = (time.perf_counter() - call.started) * 1000
+        if reply.get("t") == protocol.OK:
+            result = Invocation(Outcome.OK, reply.get("v"), None, duration_ms, call.init_ms)
+        else:
+            error = reply.get("error") or {"errorType": "Unknown", "errorMessage": str(reply)}
+            result = Invocation(Outcome.HANDLER_ERROR, None, error, duration_ms, call.init_ms)
+        self._finish(call, worker, result)
+
+    def _on_timeout(self, call: _Call, worker: _Worker) -> None:
+        worker.channel.expect(None)
+        self._discard(worker, graceful=False)
+        text = errors.TIMED_OUT_MESSAGE.format(request_id=call.request_id, seconds=self.spec.timeout_s)
+        error = errors.make_error(text, errors.TIMED_OUT, None, call.request_id)
+        duration_ms = (time.perf_counter() - call.started) * 1000
+        self._finish(call, None, Invocation(Outcome.FUNCTION_TIMEOUT, None, error, duration_ms, call.init_ms))
+
+    async def _lost(self, call: _Call, worker: _Worker) -> None:
+        """The worker died during the invocation: a failed invocation, with the reason Lambda gives."""
+        self._running.pop(worker, None)
+        reason = await worker.exit_reason()
+        self._discard(worker)
+        text = errors.EXIT_MESSAGE.format(request_id=call.request_id, reason=reason)
+        error = errors.make_error(text, errors.EXIT_ERROR, None, call.request_id)
+        duration_ms = (time.perf_counter() - call.started) * 1000
+        self._finish(call, None, Invocation(Outcome.RUNTIME_EXIT, None, error, duration_ms, call.init_ms))
+
+    def _finish(self, call: _Call, worker: _Worker | None, result: Invocation) -> None:
+        if worker is not None:
+            self._running.pop(worker, None)
+            self.add_idle(worker)
+        self._release_slot()  # may hand the worker just returned to the next queued call
+        if not call.answer.done():
+            call.answer.set_result(result)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
 
     def recycle(self) -> None:
         """Code changed: idle workers go now, busy ones when their invocation ends."""
@@ -422,29 +472,44 @@ class _FunctionPool:
         self.recycle()
 
     def finished(self) -> bool:
-        return not (self._idle or self._busy or self._stopping)
+        return not (self._idle or self._running or self._stopping)
 
     def idle_count(self) -> int:
         return len(self._idle)
 
     def worker_count(self) -> int:
-        return len(self._idle) + len(self._busy)
+        return len(self._idle) + len(self._running)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Shutting down: every queued and running invocation fails now, running workers are killed."""
+        self.closed = True
         self.retire()
-        for worker in list(self._busy):
-            worker.kill()
-        await self.drain()
+        queued, self._queue = self._queue, deque()
+        for call in queued:
+            if not call.answer.done():
+                call.answer.set_result(_SHUTTING_DOWN)
+        for worker, call in list(self._running.items()):
+            if call.timer is not None:
+                call.timer.cancel()
+            worker.channel.expect(None)
+            self._discard(worker, graceful=False)
+            self._finish(call, None, _SHUTTING_DOWN)
 
     async def drain(self) -> None:
         while self._stopping:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
 
-    def add_idle(self, worker: _Worker) -> None:
-        if self.retired or worker.generation != self.generation:
-            self._discard(worker)
-        else:
-            self._idle.append(worker)
+
+def _expire(answer: asyncio.Future[Invocation]) -> None:
+    if not answer.done():
+        answer.set_result(_INTEGRATION_TIMEOUT)
+
+
+_INTEGRATION_TIMEOUT = Invocation(Outcome.INTEGRATION_TIMEOUT)
+_SHUTTING_DOWN = Invocation(
+    Outcome.RUNTIME_EXIT,
+    error=errors.make_error("Runtime exited: the gateway is shutting down", errors.EXIT_ERROR, None, ""),
+)
 
 
 class LambdaRuntime:
@@ -454,8 +519,13 @@ class LambdaRuntime:
         self.log = logger or logging.getLogger("portway.lambda")
         self._pools: dict[str, _FunctionPool] = {}
         self._retired: list[_FunctionPool] = []
-        self._tasks: set[asyncio.Task[Invocation]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.update_functions(functions)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def update_functions(self, functions: Mapping[str, FunctionSpec]) -> None:
         """Take a new set of functions: unchanged ones keep their warm workers, changed ones start afresh."""
@@ -467,7 +537,7 @@ class LambdaRuntime:
                 self._retired.append(pool)
         for name, spec in functions.items():
             if name not in self._pools:
-                self._pools[name] = _FunctionPool(spec, self.log)
+                self._pools[name] = _FunctionPool(spec, self.log, self._background)
 
     def functions(self) -> Mapping[str, FunctionSpec]:
         return {name: pool.spec for name, pool in self._pools.items()}
@@ -509,20 +579,14 @@ class LambdaRuntime:
         integration_timeout_s: float,
         trace_id: str | None = None,
     ) -> Invocation:
-        """Invoke ``function`` with ``event``; answers by ``integration_timeout_s`` at the latest."""
+        """Invoke ``function`` with ``event``; answers by ``integration_timeout_s`` at the latest (the
+        invocation itself runs on to its end or its function timeout, as on Lambda)."""
         pool = self._pools.get(function)
         if pool is None:
             error = errors.make_error(
                 f"Function not found: {function}", "ResourceNotFoundException", None, request_id
             )
             return Invocation(Outcome.INIT_ERROR, error=error)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + integration_timeout_s
-        try:
-            async with asyncio.timeout_at(deadline):
-                await pool.acquire()
-        except TimeoutError:
-            return Invocation(Outcome.INTEGRATION_TIMEOUT)
         spec = pool.spec
         body = orjson.dumps(
             {
@@ -534,22 +598,22 @@ class LambdaRuntime:
                 "tr": trace_id,
             }
         )
-        task = loop.create_task(pool.run(body, request_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Invocation] = loop.create_future()
+        timer = loop.call_later(integration_timeout_s, _expire, answer)
+        pool.submit(_Call(body, request_id, answer))
         try:
-            async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(task)
-        except TimeoutError:
-            # The invocation runs on to its own end (or its function timeout), as on Lambda.
-            return Invocation(Outcome.INTEGRATION_TIMEOUT)
+            return await answer
+        finally:
+            timer.cancel()
 
     async def close(self) -> None:
-        """Stop every worker; invocations still running end as failed ones."""
+        """Stop every worker; invocations still queued or running end as failed ones."""
         pools = [*self._pools.values(), *self._retired]
         self._pools.clear()
         self._retired.clear()
-        await asyncio.gather(*(pool.close() for pool in pools))
-        if self._tasks:
+        for pool in pools:
+            pool.close()
+        while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await asyncio.gather(*(pool.drain() for pool in pools))
