@@ -38,6 +38,8 @@ class Route:
     where: str = ""
 
     async def run(self, ctx: RequestContext) -> Response:
+        if not self.stages:
+            return await self.integration(ctx)
         ran: list[Stage] = []
         response: Response | None = None
         for stage in self.stages:
@@ -72,9 +74,10 @@ class Gateway:
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
     function_origins: Mapping[str, FunctionOrigin] = field(default_factory=dict)
 
-    @property
-    def prefix(self) -> str:
-        return f"/{self.stage}"
+    prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", f"/{self.stage}")
 
     def routes(self) -> tuple[Route, ...]:
         return tuple(target for _, _, target in self.router.routes)
@@ -152,7 +155,7 @@ async def _send(send: Send, response: Response, request_id: str, extended_id: st
         headers.append((b"x-amz-apigw-id", extended_id.encode()))
     if response.stream is None:
         if response.status not in _NO_BODY_STATUS and not 100 <= response.status < 200:
-            headers.append((b"content-length", str(len(response.body)).encode()))
+            headers.append((b"content-length", b"%d" % len(response.body)))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         return

@@ -53,7 +53,7 @@ def split_path(path: str) -> list[str]:
     return path.split("/")[1:] if path else []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Match(Generic[T]):
     target: T
     resource: str
@@ -72,7 +72,7 @@ class _Node(Generic[T]):
 class Router(Generic[T]):
     """Immutable once built: ``match`` only reads."""
 
-    __slots__ = ("_root", "routes")
+    __slots__ = ("_root", "_static", "routes")
 
     def __init__(
         self,
@@ -82,6 +82,8 @@ class Router(Generic[T]):
         """Build from (method, resource template, target); a clash raises :class:`DuplicateRoute`, or is
         passed to ``on_conflict(method, resource, error)`` (the route is then left out)."""
         self._root: _Node[T] = _Node()
+        # Resources without variables, by path: most requests are answered by one dict lookup.
+        self._static: dict[str, _Node[T]] = {}
         added: list[tuple[str, str, T]] = []
         for method, resource, target in routes:
             try:
@@ -96,7 +98,8 @@ class Router(Generic[T]):
 
     def _add(self, method: str, resource: str, target: T) -> None:
         node = self._root
-        for segment in split_path(resource):
+        segments = split_path(resource)
+        for segment in segments:
             if segment.startswith("{") and segment.endswith("}"):
                 name = segment[1:-1]
                 if name.endswith("+"):
@@ -109,6 +112,8 @@ class Router(Generic[T]):
             raise DuplicateRoute(f"{method} {resource} is defined twice")
         node.resource = resource
         node.methods[method] = target
+        if not any(s.startswith("{") for s in segments):
+            self._static["/" + "/".join(segments)] = node
 
     @staticmethod
     def _variable(node: _Node[T], kind: str, name: str, resource: str) -> _Node[T]:
@@ -129,11 +134,18 @@ class Router(Generic[T]):
 
         Raises :class:`BadPath` when a segment cannot be decoded.
         """
-        segments = [decode_segment(s) for s in split_path(path)]
         params: dict[str, str] = {}
-        node = self._find(self._root, segments, 0, params)
+        # A static resource that matches the whole path is the most specific match there is.
+        node = (
+            self._static.get(path[:-1] if len(path) > 1 and path[-1] == "/" else path)
+            if "%" not in path
+            else None
+        )
         if node is None:
-            return None
+            segments = [decode_segment(s) for s in split_path(path)]
+            node = self._find(self._root, segments, 0, params)
+            if node is None:
+                return None
         target = node.methods.get(method)
         if target is None:
             target = node.methods.get(ANY)

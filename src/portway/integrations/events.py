@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,15 +40,28 @@ class ApiInfo:
     deployment_id: str = ""
 
 
+_last_request_time: tuple[int, str] = (-1, "")
+
+
 def request_time(ns: int) -> str:
-    """``09/Apr/2015:12:34:56 +0000`` (locale-free: ``%b`` would follow the process locale)."""
-    t = time.gmtime(ns // 1_000_000_000)
-    month = _MONTHS[t.tm_mon - 1]
-    return f"{t.tm_mday:02d}/{month}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    """``09/Apr/2015:12:34:56 +0000`` (locale-free: ``%b`` would follow the process locale).
+
+    Formatted once per second: every request of that second shares the text.
+    """
+    global _last_request_time
+    second = ns // 1_000_000_000
+    cached_second, text = _last_request_time
+    if second != cached_second:
+        t = time.gmtime(second)
+        month = _MONTHS[t.tm_mon - 1]
+        text = f"{t.tm_mday:02d}/{month}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+        _last_request_time = (second, text)
+    return text
 
 
 def trace_id(ns: int) -> str:
-    return f"Root=1-{ns // 1_000_000_000:08x}-{os.urandom(12).hex()}"
+    """An X-Ray trace header value: ``Root=1-{epoch seconds, hex}-{96 random bits, hex}``."""
+    return f"Root=1-{ns // 1_000_000_000:08x}-{random.getrandbits(96):024x}"
 
 
 def parse_query(query_string: bytes) -> list[tuple[str, str]]:
@@ -64,27 +77,43 @@ def parse_query(query_string: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-def _gateway_headers(ctx: RequestContext) -> list[tuple[str, str]]:
-    """The client's headers plus the ones API Gateway adds in front of the integration."""
-    headers: list[tuple[str, str]] = []
+_NOT_PASSED = frozenset({b"x-forwarded-for", b"x-forwarded-port", b"x-forwarded-proto"})
+
+
+def _gateway_headers(ctx: RequestContext) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The client's headers plus the ones API Gateway adds in front of the integration, as the event's
+    single-value (the last value wins) and multi-value maps."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
     forwarded_for = None
     has_trace = False
     for raw_name, raw_value in ctx.headers:
-        if raw_name == b"x-forwarded-for":
-            forwarded_for = raw_value.decode("latin-1")
-            continue
-        if raw_name in (b"x-forwarded-port", b"x-forwarded-proto"):
+        if raw_name in _NOT_PASSED:
+            if raw_name == b"x-forwarded-for":
+                forwarded_for = raw_value.decode("latin-1")
             continue
         if raw_name == b"x-amzn-trace-id":
             has_trace = True
-        headers.append((canonical_header_name(raw_name), raw_value.decode("latin-1")))
-    if not has_trace:
-        headers.append(("X-Amzn-Trace-Id", trace_id(ctx.request_time_ns)))
+        name = canonical_header_name(raw_name)
+        value = raw_value.decode("latin-1")
+        single[name] = value
+        values = multi.get(name)
+        if values is None:
+            multi[name] = [value]
+        else:
+            values.append(value)
     client = ctx.client_ip
-    headers.append(("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client))
-    headers.append(("X-Forwarded-Port", str(ctx.server_port)))
-    headers.append(("X-Forwarded-Proto", ctx.scheme))
-    return headers
+    added = [
+        ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client),
+        ("X-Forwarded-Port", str(ctx.server_port)),
+        ("X-Forwarded-Proto", ctx.scheme),
+    ]
+    if not has_trace:
+        added.insert(0, ("X-Amzn-Trace-Id", trace_id(ctx.request_time_ns)))
+    for name, value in added:
+        single[name] = value
+        multi[name] = [value]
+    return single, multi
 
 
 def _single_and_multi(
@@ -111,6 +140,23 @@ def body_field(
     return body.decode("utf-8", errors="replace"), False
 
 
+# requestContext.identity of a caller API Gateway knows nothing more about than its address and agent.
+_IDENTITY: dict[str, str | None] = {
+    "cognitoIdentityPoolId": None,
+    "accountId": None,
+    "cognitoIdentityId": None,
+    "caller": None,
+    "sourceIp": None,
+    "principalOrgId": None,
+    "accessKey": None,
+    "cognitoAuthenticationType": None,
+    "cognitoAuthenticationProvider": None,
+    "userArn": None,
+    "userAgent": None,
+    "user": None,
+}
+
+
 def build_event_v1(
     ctx: RequestContext,
     body: bytes,
@@ -121,12 +167,15 @@ def build_event_v1(
     authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The payload-1.0 event of a REST API Lambda proxy integration."""
-    headers, multi_headers = _single_and_multi(_gateway_headers(ctx))
+    headers, multi_headers = _gateway_headers(ctx)
     query, multi_query = _single_and_multi(parse_query(ctx.query_string))
     host = ctx.header(b"host")
     domain = host.decode("latin-1") if host else f"{api.api_id}.execute-api.{api.region}.amazonaws.com"
     user_agent = ctx.header(b"user-agent")
     event_body, is_base64 = body_field(body, ctx.header(b"content-type"), binary_media_types)
+    identity = dict(_IDENTITY)
+    identity["sourceIp"] = ctx.client_ip
+    identity["userAgent"] = user_agent.decode("latin-1") if user_agent is not None else None
     request_context: dict[str, Any] = {
         "resourceId": resource_id,
         "resourcePath": ctx.resource,
@@ -140,20 +189,7 @@ def build_event_v1(
         "domainPrefix": domain.split(".", 1)[0],
         "requestTimeEpoch": ctx.request_time_ns // 1_000_000,
         "requestId": ctx.request_id,
-        "identity": {
-            "cognitoIdentityPoolId": None,
-            "accountId": None,
-            "cognitoIdentityId": None,
-            "caller": None,
-            "sourceIp": ctx.client_ip,
-            "principalOrgId": None,
-            "accessKey": None,
-            "cognitoAuthenticationType": None,
-            "cognitoAuthenticationProvider": None,
-            "userArn": None,
-            "userAgent": user_agent.decode("latin-1") if user_agent is not None else None,
-            "user": None,
-        },
+        "identity": identity,
         "domainName": domain,
         "deploymentId": api.deployment_id,
         "apiId": api.api_id,

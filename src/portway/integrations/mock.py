@@ -22,6 +22,8 @@ from portway.types import Response
 __all__ = ["MockIntegration", "MockResponse", "static_header_value", "static_status"]
 
 _DEFAULT_CONTENT_TYPE = "application/json"
+_ANSWER_CACHE_SIZE = 256
+_Answer = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]
 
 
 class TemplateError(ValueError):
@@ -77,25 +79,26 @@ class MockIntegration:
         self.statuses = dict(statuses)  # request template content type → statusCode it yields
         self.passthrough_behavior = passthrough_behavior
         self.responses = responses
+        self._answers: dict[tuple[bytes | None, bytes | None], _Answer | ResponseType] = {}
 
     def describe(self) -> str:
         codes = ",".join(str(r.status) for r in self.responses) or "no responses"
         return f"mock ({codes})"
 
-    def _select_status(self, ctx: RequestContext) -> int | ResponseType | None:
+    def _select_status(self, content_type_header: bytes | None) -> int | ResponseType | None:
         if not self.statuses:
             return None
-        content_type = media_type(ctx.header(b"content-type")) or _DEFAULT_CONTENT_TYPE
+        content_type = media_type(content_type_header) or _DEFAULT_CONTENT_TYPE
         if content_type in self.statuses:
             return self.statuses[content_type]
         if self.passthrough_behavior == "WHEN_NO_MATCH":
             return None
         return ResponseType.UNSUPPORTED_MEDIA_TYPE
 
-    async def __call__(self, ctx: RequestContext) -> Response:
-        status = self._select_status(ctx)
+    def _answer(self, content_type: bytes | None, accept: bytes | None) -> _Answer | ResponseType:
+        status = self._select_status(content_type)
         if isinstance(status, ResponseType):
-            return gateway_response(status)
+            return status
         chosen = None
         text = str(status) if status is not None else ""
         for response in self.responses:
@@ -107,10 +110,22 @@ class MockIntegration:
                 break
         if chosen is None:
             # API Gateway: "No match for output mapping and no default output mapping specified".
-            return gateway_response(ResponseType.API_CONFIGURATION_ERROR)
-        content_type, body = self._template(chosen, ctx.header(b"accept"))
-        headers = [(b"content-type", content_type.encode()), *chosen.headers]
-        return Response(chosen.status, headers, body)
+            return ResponseType.API_CONFIGURATION_ERROR
+        response_type, body = self._template(chosen, accept)
+        return chosen.status, ((b"content-type", response_type.encode()), *chosen.headers), body
+
+    async def __call__(self, ctx: RequestContext) -> Response:
+        # The answer depends on two headers only: remember it per pair of values (static templates).
+        key = (ctx.header(b"content-type"), ctx.header(b"accept"))
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answer(*key)
+            if len(self._answers) < _ANSWER_CACHE_SIZE:
+                self._answers[key] = answer
+        if isinstance(answer, ResponseType):
+            return gateway_response(answer)
+        status, headers, body = answer
+        return Response(status, list(headers), body)
 
     @staticmethod
     def _template(response: MockResponse, accept: bytes | None) -> tuple[str, bytes]:

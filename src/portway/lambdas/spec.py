@@ -32,9 +32,12 @@ class FunctionSpec:
     def handler(self) -> str:
         return f"{self.module}.{self.attribute}"
 
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
+    arn: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "arn", f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
+        )
 
 
 def parse_handler(base_dir: Path, handler: str) -> tuple[Path, str, str]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import os
+import binascii
+import random
 import time
-import uuid
 from collections.abc import Mapping
 
 from portway.types import Receive, Scope
@@ -34,6 +33,23 @@ def canonical_header_name(raw: bytes) -> str:
         if len(_CANONICAL) < 4096:
             _CANONICAL[raw] = name
     return name
+
+
+def _uuid4(bits: int) -> str:
+    """A random (version 4) UUID string from 128 random bits; what ``str(uuid.uuid4())`` gives, faster.
+
+    Request ids need to be unique, not secret: Python's own generator (seeded from the OS) spares a system
+    call per request.
+
+    >>> _uuid4(0)
+    '00000000-0000-4000-8000-000000000000'
+    """
+    h = "%032x" % (bits & _UUID_CLEAR | _UUID_V4)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~(0xF000 << 64 | 0xC000 << 48) & (1 << 128) - 1
+_UUID_V4 = 0x4000 << 64 | 0x8000 << 48
 
 
 class RequestContext:
@@ -88,14 +104,14 @@ class RequestContext:
         self.server_port: int = server[1] if server and server[1] is not None else 80
         self.scheme: str = scope.get("scheme", "http")
         self.http_version: str = scope.get("http_version", "1.1")
-        self.request_id = self.new_request_id()
-        # API Gateway's extended request id: 16 base64 characters ending in '='.
-        self.extended_request_id = base64.b64encode(os.urandom(10)).decode()[:15] + "="
+        self.request_id = _uuid4(random.getrandbits(128))
+        # API Gateway's extended request id: 16 base64 characters ending in '=' (11 random bytes).
+        self.extended_request_id = binascii.b2a_base64(random.randbytes(11), newline=False).decode()
         self.request_time_ns = time.time_ns()
 
     @staticmethod
     def new_request_id() -> str:
-        return str(uuid.uuid4())
+        return _uuid4(random.getrandbits(128))
 
     def header(self, lower_name: bytes) -> bytes | None:
         """The last value of a header (names compared lower-case, as ASGI gives them)."""
