@@ -36,6 +36,11 @@ class Route:
     integration: Integration
     stages: tuple[Stage, ...] = ()
     where: str = ""
+    needs_body: bool = field(init=False)  # some stage, or the integration, reads the whole body first
+
+    def __post_init__(self) -> None:
+        needs = self.integration.needs_body or any(stage.needs_body for stage in self.stages)
+        object.__setattr__(self, "needs_body", needs)
 
     async def run(self, ctx: RequestContext) -> Response:
         if not self.stages:
@@ -74,24 +79,25 @@ class Gateway:
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
     function_origins: Mapping[str, FunctionOrigin] = field(default_factory=dict)
 
-    prefix: str = field(init=False)
+    prefix: str = field(init=False)  # "/dev": the stage's part of every path
+    prefix_slash: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", f"/{self.stage}")
+        object.__setattr__(self, "prefix_slash", f"/{self.stage}/")
 
     def routes(self) -> tuple[Route, ...]:
         return tuple(target for _, _, target in self.router.routes)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        logging_access = access_log.isEnabledFor(logging.INFO)
+        started = time.perf_counter() if logging_access else 0.0
         raw_path: bytes | None = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        prefix = self.prefix
         method: str = scope["method"]
-        request_id = ""
         ctx: RequestContext | None = None
-        if path == prefix or path.startswith(prefix + "/"):
-            rest = path[len(prefix) :]
+        if path == self.prefix or path.startswith(self.prefix_slash):
+            rest = path[len(self.prefix) :]
             try:
                 _check_query(scope.get("query_string", b""))
                 match = self.router.match(method, rest or "/")
@@ -101,24 +107,39 @@ class Gateway:
                 if match is None:
                     response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN)
                 else:
+                    route = match.target
                     ctx = RequestContext(
                         scope,
                         receive,
-                        path=rest,
-                        stage=self.stage,
-                        resource=match.resource,
-                        path_parameters=match.path_parameters,
-                        stage_variables=self.stage_variables,
+                        rest,
+                        self.stage,
+                        match.resource,
+                        match.path_parameters,
+                        self.stage_variables,
                     )
-                    request_id = ctx.request_id
-                    response = await self._run(match.target, ctx)
+                    try:
+                        if route.needs_body:
+                            await ctx.body()
+                        response = await route.run(ctx)
+                    except BodyTooLarge:
+                        response = gateway_response(ResponseType.REQUEST_TOO_LARGE)
+                    except BadPath:
+                        response = gateway_response(ResponseType.BAD_REQUEST)
+                    except Exception:
+                        # The gateway's own bug must cost one request, never the process.
+                        log.exception(
+                            "[%s] internal error while handling %s %s", ctx.request_id, method, rest
+                        )
+                        response = gateway_response(ResponseType.API_CONFIGURATION_ERROR)
         else:
             # An unknown stage is, to API Gateway, just another path with no resource.
             response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN)
-        if not request_id:
-            request_id = RequestContext.new_request_id()
-        await _send(send, response, request_id, ctx.extended_request_id if ctx else None)
-        if access_log.isEnabledFor(logging.INFO):
+        if ctx is None:
+            request_id, extended_id = RequestContext.new_request_id(), None
+        else:
+            request_id, extended_id = ctx.request_id, ctx.extended_request_id
+        await _send(send, response, request_id, extended_id)
+        if logging_access:
             access_log.info(
                 '%s "%s %s" %d %.1fms %s',
                 scope.get("client", ("-",))[0],
@@ -128,21 +149,6 @@ class Gateway:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
-
-    @staticmethod
-    async def _run(route: Route, ctx: RequestContext) -> Response:
-        try:
-            if route.integration.needs_body:
-                await ctx.body()
-            return await route.run(ctx)
-        except BodyTooLarge:
-            return gateway_response(ResponseType.REQUEST_TOO_LARGE)
-        except BadPath:
-            return gateway_response(ResponseType.BAD_REQUEST)
-        except Exception:
-            # The gateway's own bug must cost one request, never the process.
-            log.exception("[%s] internal error while handling %s %s", ctx.request_id, ctx.method, ctx.path)
-            return gateway_response(ResponseType.API_CONFIGURATION_ERROR)
 
 
 _NO_BODY_STATUS = frozenset({204, 304})

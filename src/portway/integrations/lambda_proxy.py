@@ -29,14 +29,16 @@ class MalformedResponse(ValueError):
     """The handler's result is not a valid proxy response (API Gateway: 'Malformed Lambda proxy response')."""
 
 
-def _header_value(value: Any, where: str) -> str:
+def _header_value(value: Any, field: str, name: object) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | int | float):
+    if isinstance(value, int | float):
         return str(value)
     if value is None:
         return ""
-    raise MalformedResponse(f"{where} must be a string, got {type(value).__name__}")
+    raise MalformedResponse(f"{field}.{name} must be a string, got {type(value).__name__}")
 
 
 def _status(value: Any) -> int:
@@ -54,26 +56,26 @@ def _status(value: Any) -> int:
 def _collect_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     single = result.get("headers") or {}
     multi = result.get("multiValueHeaders") or {}
-    if not isinstance(single, Mapping):
+    if not isinstance(single, dict):
         raise MalformedResponse("headers must be an object")
-    if not isinstance(multi, Mapping):
+    if not isinstance(multi, dict):
         raise MalformedResponse("multiValueHeaders must be an object")
     pairs: list[tuple[str, str]] = []
     # When both maps name a header, API Gateway sends only the multiValueHeaders values.
-    in_multi = {str(name).lower() for name in multi}
+    in_multi = {str(name).lower() for name in multi} if multi else ()
     for name, value in single.items():
         if str(name).lower() not in in_multi:
-            pairs.append((str(name), _header_value(value, f"headers.{name}")))
+            pairs.append((str(name), _header_value(value, "headers", name)))
     for name, values in multi.items():
         if not isinstance(values, list):
             raise MalformedResponse(f"multiValueHeaders.{name} must be a list")
-        pairs.extend((str(name), _header_value(v, f"multiValueHeaders.{name}")) for v in values)
+        pairs.extend((str(name), _header_value(v, "multiValueHeaders", name)) for v in values)
     return pairs
 
 
 def map_response_v1(result: Any, accept: bytes | None, binary_media_types: Sequence[str]) -> Response:
     """Turn a handler's proxy result into the client's response, or raise :class:`MalformedResponse`."""
-    if not isinstance(result, Mapping):
+    if not isinstance(result, dict):
         raise MalformedResponse(f"the result must be an object, got {type(result).__name__}")
     unknown = set(result) - _PROXY_KEYS
     if unknown:

@@ -73,7 +73,7 @@ class Outcome(enum.Enum):
     INTEGRATION_TIMEOUT = "integration timeout"  # the caller stopped waiting; the invocation may go on
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invocation:
     outcome: Outcome
     payload: Any = None

@@ -50,6 +50,7 @@ def _uuid4(bits: int) -> str:
 
 _UUID_CLEAR = ~(0xF000 << 64 | 0xC000 << 48) & (1 << 128) - 1
 _UUID_V4 = 0x4000 << 64 | 0x8000 << 48
+_BITS_88 = (1 << 88) - 1
 
 
 class RequestContext:
@@ -58,20 +59,15 @@ class RequestContext:
     __slots__ = (
         "_body",
         "_receive",
-        "client_ip",
         "extended_request_id",
         "headers",
-        "http_version",
         "method",
         "path",
         "path_parameters",
-        "query_string",
         "request_id",
         "request_time_ns",
         "resource",
-        "scheme",
         "scope",
-        "server_port",
         "stage",
         "stage_variables",
     )
@@ -80,7 +76,6 @@ class RequestContext:
         self,
         scope: Scope,
         receive: Receive,
-        *,
         path: str,
         stage: str,
         resource: str,
@@ -97,17 +92,36 @@ class RequestContext:
         self.path_parameters = path_parameters
         self.stage_variables = stage_variables
         self.headers: list[tuple[bytes, bytes]] = scope["headers"]
-        self.query_string: bytes = scope.get("query_string", b"")
-        client = scope.get("client")
-        self.client_ip: str = client[0] if client else "127.0.0.1"
-        server = scope.get("server")
-        self.server_port: int = server[1] if server and server[1] is not None else 80
-        self.scheme: str = scope.get("scheme", "http")
-        self.http_version: str = scope.get("http_version", "1.1")
-        self.request_id = _uuid4(random.getrandbits(128))
+        bits = random.getrandbits(216)  # 128 for the request id, 88 for the extended one
+        self.request_id = _uuid4(bits >> 88)
         # API Gateway's extended request id: 16 base64 characters ending in '=' (11 random bytes).
-        self.extended_request_id = binascii.b2a_base64(random.randbytes(11), newline=False).decode()
+        self.extended_request_id = binascii.b2a_base64((bits & _BITS_88).to_bytes(11), newline=False).decode()
         self.request_time_ns = time.time_ns()
+
+    # Read from the scope when asked: most routes never need them.
+
+    @property
+    def query_string(self) -> bytes:
+        query: bytes = self.scope.get("query_string", b"")
+        return query
+
+    @property
+    def client_ip(self) -> str:
+        client = self.scope.get("client")
+        return str(client[0]) if client else "127.0.0.1"
+
+    @property
+    def server_port(self) -> int:
+        server = self.scope.get("server")
+        return int(server[1]) if server and server[1] is not None else 80
+
+    @property
+    def scheme(self) -> str:
+        return str(self.scope.get("scheme", "http"))
+
+    @property
+    def http_version(self) -> str:
+        return str(self.scope.get("http_version", "1.1"))
 
     @staticmethod
     def new_request_id() -> str:
