@@ -1,24 +1,50 @@
-"""API Gateway's Lambda proxy payloads, built as AWS builds them (plain functions over plain data).
+"""API Gateway's Lambda proxy payloads, built and read as AWS does it: plain functions over plain data.
 
 Payload format 1.0 is what a REST API sends its Lambda proxy integration:
 https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html
+
+These run in the Lambda workers, not in the gateway: the gateway sends the facts of a request (a
+:data:`ProxyRequest`, plain JSON), the worker builds the event, calls the handler and maps its result
+(:func:`map_response_v1`), so this per-request work runs beside the function, off the gateway's event loop.
+Imported by every worker, so it stays light: the standard library and Portway's pure helpers only.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portway.integrations.media import matches_any, media_type
-from portway.pipeline.context import RequestContext, canonical_header_name
+from portway.integrations.media import first_accept_type, matches_any, media_type
 from portway.routing import decode_segment
 
-__all__ = ["ApiInfo", "build_event_v1", "parse_query", "request_time", "stable_id", "trace_id"]
+__all__ = [
+    "ADAPTERS",
+    "REST_V1",
+    "ApiInfo",
+    "MalformedResponse",
+    "ProxyRequest",
+    "body_field",
+    "build_event_v1",
+    "canonical_header_name",
+    "map_response_v1",
+    "parse_query",
+    "request_time",
+    "stable_id",
+    "trace_id",
+]
+
+# What the gateway knows of one request, as the worker receives it (all JSON):
+#   resource, path (without the stage, still encoded), method, stage, pathParameters, stageVariables,
+#   headers ([[lower-case name, value], ...] in order), query (raw query string), clientIp, serverPort,
+#   scheme, httpVersion, requestId, extendedRequestId, requestTimeNs, body (str or None),
+#   isBase64Encoded, api ({apiId, accountId, region, deploymentId}), resourceId, and authorizer when one ran.
+ProxyRequest = Mapping[str, Any]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -38,6 +64,31 @@ class ApiInfo:
     account_id: str = "123456789012"
     region: str = "us-east-1"
     deployment_id: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "apiId": self.api_id,
+            "accountId": self.account_id,
+            "region": self.region,
+            "deploymentId": self.deployment_id,
+        }
+
+
+_CANONICAL: dict[str, str] = {}
+
+
+def canonical_header_name(raw: str) -> str:
+    """Header names as a typical client sends them (``content-type`` → ``Content-Type``).
+
+    ASGI servers lower-case header names, while API Gateway passes a REST handler the client's own
+    spelling; the usual Title-Case is the closest we can give back. Cached: the set of names is small.
+    """
+    name = _CANONICAL.get(raw)
+    if name is None:
+        name = "-".join(part[:1].upper() + part[1:] for part in raw.split("-"))
+        if len(_CANONICAL) < 4096:
+            _CANONICAL[raw] = name
+    return name
 
 
 _last_request_time: tuple[int, str] = (-1, "")
@@ -64,12 +115,14 @@ def trace_id(ns: int) -> str:
     return f"Root=1-{ns // 1_000_000_000:08x}-{random.getrandbits(96):024x}"
 
 
-def parse_query(query_string: bytes) -> list[tuple[str, str]]:
+def parse_query(query_string: bytes | str) -> list[tuple[str, str]]:
     """Decoded (name, value) pairs in order; ``+`` is a space. Raises BadPath on malformed encoding."""
     if not query_string:
         return []
+    if isinstance(query_string, bytes):
+        query_string = query_string.decode("latin-1")
     pairs: list[tuple[str, str]] = []
-    for piece in query_string.decode("latin-1").split("&"):
+    for piece in query_string.split("&"):
         if not piece:
             continue
         name, _, value = piece.partition("=")
@@ -77,39 +130,38 @@ def parse_query(query_string: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-_NOT_PASSED = frozenset({b"x-forwarded-for", b"x-forwarded-port", b"x-forwarded-proto"})
+_NOT_PASSED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
 
 
-def _gateway_headers(ctx: RequestContext) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _gateway_headers(request: ProxyRequest) -> tuple[dict[str, str], dict[str, list[str]]]:
     """The client's headers plus the ones API Gateway adds in front of the integration, as the event's
     single-value (the last value wins) and multi-value maps."""
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     forwarded_for = None
     has_trace = False
-    for raw_name, raw_value in ctx.headers:
+    for raw_name, value in request["headers"]:
         if raw_name in _NOT_PASSED:
-            if raw_name == b"x-forwarded-for":
-                forwarded_for = raw_value.decode("latin-1")
+            if raw_name == "x-forwarded-for":
+                forwarded_for = value
             continue
-        if raw_name == b"x-amzn-trace-id":
+        if raw_name == "x-amzn-trace-id":
             has_trace = True
         name = canonical_header_name(raw_name)
-        value = raw_value.decode("latin-1")
         single[name] = value
         values = multi.get(name)
         if values is None:
             multi[name] = [value]
         else:
             values.append(value)
-    client = ctx.client_ip
+    client = request["clientIp"]
     added = [
         ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client),
-        ("X-Forwarded-Port", str(ctx.server_port)),
-        ("X-Forwarded-Proto", ctx.scheme),
+        ("X-Forwarded-Port", str(request["serverPort"])),
+        ("X-Forwarded-Proto", request["scheme"]),
     ]
     if not has_trace:
-        added.insert(0, ("X-Amzn-Trace-Id", trace_id(ctx.request_time_ns)))
+        added.insert(0, ("X-Amzn-Trace-Id", trace_id(request["requestTimeNs"])))
     for name, value in added:
         single[name] = value
         multi[name] = [value]
@@ -157,56 +209,171 @@ _IDENTITY: dict[str, str | None] = {
 }
 
 
-def build_event_v1(
-    ctx: RequestContext,
-    body: bytes,
-    *,
-    api: ApiInfo,
-    resource_id: str,
-    binary_media_types: Sequence[str],
-    authorizer: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def _header(request: ProxyRequest, name: str) -> str | None:
+    found = None
+    for raw_name, value in request["headers"]:
+        if raw_name == name:
+            found = value
+    return found
+
+
+def build_event_v1(request: ProxyRequest) -> dict[str, Any]:
     """The payload-1.0 event of a REST API Lambda proxy integration."""
-    headers, multi_headers = _gateway_headers(ctx)
-    query, multi_query = _single_and_multi(parse_query(ctx.query_string))
-    host = ctx.header(b"host")
-    domain = host.decode("latin-1") if host else f"{api.api_id}.execute-api.{api.region}.amazonaws.com"
-    user_agent = ctx.header(b"user-agent")
-    event_body, is_base64 = body_field(body, ctx.header(b"content-type"), binary_media_types)
+    headers, multi_headers = _gateway_headers(request)
+    query, multi_query = _single_and_multi(parse_query(request["query"]))
+    api = request["api"]
+    host = _header(request, "host")
+    domain = host or f"{api['apiId']}.execute-api.{api['region']}.amazonaws.com"
     identity = dict(_IDENTITY)
-    identity["sourceIp"] = ctx.client_ip
-    identity["userAgent"] = user_agent.decode("latin-1") if user_agent is not None else None
+    identity["sourceIp"] = request["clientIp"]
+    identity["userAgent"] = _header(request, "user-agent")
+    request_time_ns: int = request["requestTimeNs"]
     request_context: dict[str, Any] = {
-        "resourceId": resource_id,
-        "resourcePath": ctx.resource,
-        "httpMethod": ctx.method,
-        "extendedRequestId": ctx.extended_request_id,
-        "requestTime": request_time(ctx.request_time_ns),
-        "path": f"/{ctx.stage}{ctx.path}",
-        "accountId": api.account_id,
-        "protocol": f"HTTP/{ctx.http_version}",
-        "stage": ctx.stage,
+        "resourceId": request["resourceId"],
+        "resourcePath": request["resource"],
+        "httpMethod": request["method"],
+        "extendedRequestId": request["extendedRequestId"],
+        "requestTime": request_time(request_time_ns),
+        "path": f"/{request['stage']}{request['path']}",
+        "accountId": api["accountId"],
+        "protocol": f"HTTP/{request['httpVersion']}",
+        "stage": request["stage"],
         "domainPrefix": domain.split(".", 1)[0],
-        "requestTimeEpoch": ctx.request_time_ns // 1_000_000,
-        "requestId": ctx.request_id,
+        "requestTimeEpoch": request_time_ns // 1_000_000,
+        "requestId": request["requestId"],
         "identity": identity,
         "domainName": domain,
-        "deploymentId": api.deployment_id,
-        "apiId": api.api_id,
+        "deploymentId": api["deploymentId"],
+        "apiId": api["apiId"],
     }
+    authorizer = request.get("authorizer")
     if authorizer is not None:
-        request_context["authorizer"] = dict(authorizer)
+        request_context["authorizer"] = authorizer
     return {
-        "resource": ctx.resource,
-        "path": ctx.path or "/",
-        "httpMethod": ctx.method,
+        "resource": request["resource"],
+        "path": request["path"] or "/",
+        "httpMethod": request["method"],
         "headers": headers,
         "multiValueHeaders": multi_headers,
         "queryStringParameters": query,
         "multiValueQueryStringParameters": multi_query,
-        "pathParameters": ctx.path_parameters or None,
-        "stageVariables": dict(ctx.stage_variables) or None,
+        "pathParameters": request["pathParameters"] or None,
+        "stageVariables": request["stageVariables"] or None,
         "requestContext": request_context,
-        "body": event_body,
-        "isBase64Encoded": is_base64,
+        "body": request["body"],
+        "isBase64Encoded": request["isBase64Encoded"],
     }
+
+
+# --- the proxy response ------------------------------------------------------------------------------
+
+# Headers the gateway itself owns on the wire; a Lambda's values are kept under x-amzn-Remapped-*, as
+# API Gateway does, instead of clashing with the real ones.
+_REMAPPED = frozenset({"connection", "content-length", "date", "server", "transfer-encoding"})
+_PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"})
+
+
+class MalformedResponse(ValueError):
+    """The handler's result is not a valid proxy response (API Gateway: 'Malformed Lambda proxy response')."""
+
+
+def _header_value(value: Any, field: str, name: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        return ""
+    raise MalformedResponse(f"{field}.{name} must be a string, got {type(value).__name__}")
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        status = value
+    elif isinstance(value, str) and value.isdigit():
+        status = int(value)
+    else:
+        raise MalformedResponse(f"statusCode must be an integer, got {value!r}")
+    if not 100 <= status <= 599:
+        raise MalformedResponse(f"statusCode {status} is not an HTTP status")
+    return status
+
+
+def _collect_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    single = result.get("headers") or {}
+    multi = result.get("multiValueHeaders") or {}
+    if not isinstance(single, dict):
+        raise MalformedResponse("headers must be an object")
+    if not isinstance(multi, dict):
+        raise MalformedResponse("multiValueHeaders must be an object")
+    pairs: list[tuple[str, str]] = []
+    # When both maps name a header, API Gateway sends only the multiValueHeaders values.
+    in_multi = {str(name).lower() for name in multi} if multi else ()
+    for name, value in single.items():
+        if str(name).lower() not in in_multi:
+            pairs.append((str(name), _header_value(value, "headers", name)))
+    for name, values in multi.items():
+        if not isinstance(values, list):
+            raise MalformedResponse(f"multiValueHeaders.{name} must be a list")
+        pairs.extend((str(name), _header_value(v, "multiValueHeaders", name)) for v in values)
+    return pairs
+
+
+def map_response_v1(
+    result: Any, accept: str | None, binary_media_types: Sequence[str]
+) -> tuple[int, list[tuple[str, str]], str, bool]:
+    """A handler's proxy result as the client's response: status, headers, body text and whether that text
+    is base64 to be decoded into the bytes to send. Raises :class:`MalformedResponse`."""
+    if not isinstance(result, dict):
+        raise MalformedResponse(f"the result must be an object, got {type(result).__name__}")
+    unknown = set(result) - _PROXY_KEYS
+    if unknown:
+        raise MalformedResponse(f"unexpected fields {sorted(unknown)}")
+    status = _status(result.get("statusCode"))
+    body = result.get("body")
+    if body is not None and not isinstance(body, str):
+        raise MalformedResponse(f"body must be a string, got {type(body).__name__}")
+    is_base64 = result.get("isBase64Encoded", False)
+    if not isinstance(is_base64, bool):
+        raise MalformedResponse("isBase64Encoded must be a boolean")
+    text = body or ""
+    decode = bool(
+        is_base64 and binary_media_types and matches_any(binary_media_types, first_accept_type(accept))
+    )
+    if decode:
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedResponse("isBase64Encoded is true but the body is not valid base64") from None
+    headers: list[tuple[str, str]] = []
+    has_type = False
+    for name, value in _collect_headers(result):
+        lowered = name.lower()
+        if lowered in _REMAPPED:
+            name = f"x-amzn-Remapped-{name}"
+        elif lowered == "content-type":
+            has_type = True
+        headers.append((name, value))
+    if not has_type:
+        headers.append(("Content-Type", "application/json"))
+    return status, headers, text, decode
+
+
+def rest_v1_answer(result: Any, request: ProxyRequest) -> dict[str, Any]:
+    """What the worker sends back for a REST proxy invocation: the mapped response, or why it is malformed."""
+    try:
+        status, headers, body, decode = map_response_v1(
+            result, request.get("accept"), request.get("binaryMediaTypes") or ()
+        )
+    except MalformedResponse as exc:
+        return {"malformed": str(exc)}
+    return {"status": status, "headers": headers, "body": body, "decode": decode}
+
+
+REST_V1 = "rest-v1"
+# Adapters a worker applies around its handler, by name: request facts → event, result → answer.
+ADAPTERS: dict[str, tuple[Callable[[ProxyRequest], Any], Callable[[Any, ProxyRequest], Any]]] = {
+    REST_V1: (build_event_v1, rest_v1_answer),
+}

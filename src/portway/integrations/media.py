@@ -15,11 +15,13 @@ def media_type(header_value: bytes | str | None) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def first_accept_type(accept: bytes | None) -> str:
+def first_accept_type(accept: bytes | str | None) -> str:
     """API Gateway looks only at the first media type of an Accept header."""
     if not accept:
         return ""
-    return media_type(accept.split(b",", 1)[0])
+    if isinstance(accept, bytes):
+        accept = accept.decode("latin-1")
+    return media_type(accept.split(",", 1)[0])
 
 
 def _match(pattern: str, value: str) -> bool:

@@ -578,9 +578,14 @@ class LambdaRuntime:
         request_id: str,
         integration_timeout_s: float,
         trace_id: str | None = None,
+        adapter: str | None = None,
     ) -> Invocation:
         """Invoke ``function`` with ``event``; answers by ``integration_timeout_s`` at the latest (the
-        invocation itself runs on to its end or its function timeout, as on Lambda)."""
+        invocation itself runs on to its end or its function timeout, as on Lambda).
+
+        With an ``adapter`` (a name in :data:`portway.integrations.events.ADAPTERS`), ``event`` is what the
+        adapter builds the event from, and the payload is the adapter's answer instead of the raw result.
+        """
         pool = self._pools.get(function)
         if pool is None:
             error = errors.make_error(
@@ -596,6 +601,7 @@ class LambdaRuntime:
                 "dl": int(time.time() * 1000 + spec.timeout_s * 1000),
                 "arn": spec.arn,
                 "tr": trace_id,
+                "ad": adapter,
             }
         )
         loop = asyncio.get_running_loop()

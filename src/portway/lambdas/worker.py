@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from portway.integrations.events import ADAPTERS
 from portway.lambdas import errors, protocol
 from portway.lambdas.context import LambdaContext
 
@@ -179,19 +180,36 @@ def _marshal_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _trace_header(event: Any) -> str | None:
+    headers = event.get("headers") if isinstance(event, dict) else None
+    trace = headers.get("X-Amzn-Trace-Id") if isinstance(headers, dict) else None
+    return trace if isinstance(trace, str) else None
+
+
 def invoke(handler: Handler, message: dict[str, Any]) -> bytes:
     """Run one invocation; the frame body to answer with."""
     global _current_request_id
     request_id: str = message["id"]
     _current_request_id = request_id
-    trace = message.get("tr")
+    context = LambdaContext(request_id, message["dl"], message["arn"])
+    adapter = ADAPTERS.get(message["ad"]) if message.get("ad") else None
+    try:
+        event = adapter[0](message["ev"]) if adapter is not None else message["ev"]
+    except Exception as exc:
+        # A bug of Portway's, not of the handler: say so, with the trace.
+        error = errors.make_error(
+            f"Portway could not build the event: {exc!r}", "Portway.AdapterError", None, request_id
+        )
+        error["stackTrace"] = traceback.format_exception(exc)
+        return orjson.dumps({"t": protocol.ERROR, "error": error})
+    # Lambda puts the request's X-Ray trace header in the environment for the invocation.
+    trace = message.get("tr") or _trace_header(event)
     if trace:
         os.environ["_X_AMZN_TRACE_ID"] = trace
     else:
         os.environ.pop("_X_AMZN_TRACE_ID", None)
-    context = LambdaContext(request_id, message["dl"], message["arn"])
     try:
-        result = handler(message["ev"], context)
+        result = handler(event, context)
     except Exception as exc:
         error = errors.make_error(str(exc), type(exc).__name__, _user_stack(exc), request_id)
         return orjson.dumps({"t": protocol.ERROR, "error": error})
@@ -209,6 +227,8 @@ def invoke(handler: Handler, message: dict[str, Any]) -> bytes:
         message_text = errors.RESPONSE_TOO_LARGE_MESSAGE.format(size=len(payload))
         error = errors.make_error(message_text, errors.RESPONSE_TOO_LARGE, None, request_id)
         return orjson.dumps({"t": protocol.ERROR, "error": error})
+    if adapter is not None:
+        return orjson.dumps({"t": protocol.OK, "v": adapter[1](orjson.loads(payload), message["ev"])})
     return b'{"t":"ok","v":' + payload + b"}"
 
 

@@ -9,30 +9,13 @@ from collections.abc import Mapping
 
 from portway.types import Receive, Scope
 
-__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext", "canonical_header_name"]
+__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext"]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
 class BodyTooLarge(Exception):
     """The request body is over the payload limit."""
-
-
-_CANONICAL: dict[bytes, str] = {}
-
-
-def canonical_header_name(raw: bytes) -> str:
-    """Header names as a typical client sends them (``content-type`` → ``Content-Type``).
-
-    ASGI servers lower-case header names, while API Gateway passes a REST handler the client's own
-    spelling; the usual Title-Case is the closest we can give back. Cached: the set of names is small.
-    """
-    name = _CANONICAL.get(raw)
-    if name is None:
-        name = "-".join(part[:1].upper() + part[1:] for part in raw.decode("latin-1").split("-"))
-        if len(_CANONICAL) < 4096:
-            _CANONICAL[raw] = name
-    return name
 
 
 def _uuid4(bits: int) -> str:
