@@ -64,9 +64,8 @@ class Route:
 
 def _check_query(query: bytes) -> None:
     """Reject malformed percent-encoding in the query string up front, as API Gateway answers 400."""
-    if b"%" in query:
-        for piece in query.decode("latin-1").split("&"):
-            decode_segment(piece)
+    for piece in query.decode("latin-1").split("&"):
+        decode_segment(piece)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +98,9 @@ class Gateway:
         if path == self.prefix or path.startswith(self.prefix_slash):
             rest = path[len(self.prefix) :]
             try:
-                _check_query(scope.get("query_string", b""))
+                query: bytes = scope.get("query_string", b"")
+                if b"%" in query:
+                    _check_query(query)
                 match = self.router.match(method, rest or "/")
             except BadPath:
                 response = gateway_response(ResponseType.BAD_REQUEST)
@@ -120,7 +121,7 @@ class Gateway:
                     try:
                         if route.needs_body:
                             await ctx.body()
-                        response = await route.run(ctx)
+                        response = await (route.run(ctx) if route.stages else route.integration(ctx))
                     except BodyTooLarge:
                         response = gateway_response(ResponseType.REQUEST_TOO_LARGE)
                     except BadPath:

@@ -1,0 +1,902 @@
+"""Portway's benchmark: the gateway's throughput against a bare ASGI hello-world on the same server.
+
+One run measures requests/s, with wrk as a bounded load from a second process on 127.0.0.1, of
+
+  (a) a bare ASGI hello-world on uvicorn + uvloop + httptools (bench/hello.py, the gateway's settings),
+  (b) a Mock route of one ``portway serve`` process (GET /dev/mock),
+  (c) a Lambda proxy route with a trivial handler, same gateway process (GET /dev/hello),
+
+and prints b/a and c/a against the targets. Every measurement follows a warm-up; rounds alternate a/b/c
+(in a rotating order) and the medians are compared. Results also go to bench/results/*.json.
+
+By default the servers, and the gateway's Lambda workers with them, run on the first CPU and wrk on the
+second: each target gets one CPU for all of its server-side work. The CPU time the server side spends per
+request is read from /proc, and so is the CPU that other processes took meanwhile: a measurement they
+disturbed is taken again (--retries) and flagged NOISY if it stays disturbed.
+
+    .venv/bin/python bench/run.py                 # about 1 to 2 minutes with the defaults
+    .venv/bin/python bench/run.py --rounds 5 --duration 10 --connections 64
+
+The exit code is 0 whether or not the targets are met (it is a measurement); 2 when it could not measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+DEFINITION = BENCH / "apps" / "bench_api.yaml"
+FUNCTIONS = BENCH / "apps" / "functions.yaml"
+HELLO = BENCH / "hello.py"
+HOST = "127.0.0.1"
+STAGE = "dev"
+EXPECTED_BODY = b'{"hello":"world"}'
+TARGETS: dict[str, float] = {"b/a": 0.6, "c/a": 0.3}
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+WRK_SOCKET_TIMEOUT = "2s"
+WRK_GRACE_S = 20.0  # on top of a run's duration before wrk is killed
+# Other processes using more CPU than this during a measurement make its req/s unreliable.
+NOISY_OTHERS_CPU = 0.15
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# wrk's done() hook prints one JSON line we parse, instead of scraping its human-readable report.
+WRK_SCRIPT = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'PORTWAY_BENCH {"requests":%d,"duration_us":%d,"bytes":%d,'
+    .. '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d,'
+    .. '"mean_us":%.1f,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+WRK_MARKER = "PORTWAY_BENCH "
+
+
+class BenchError(Exception):
+    """The benchmark cannot measure (a server did not start, wrk is missing or failed…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    key: str
+    label: str
+    server: str  # the name of the Server that serves it
+    path: str
+
+
+TARGET_LIST = (
+    Target("a", "bare ASGI hello-world", "hello", "/"),
+    Target("b", "Mock route", "gateway", f"/{STAGE}/mock"),
+    Target("c", "Lambda proxy route", "gateway", f"/{STAGE}/hello"),
+)
+
+
+@dataclass(slots=True)
+class Measurement:
+    target: str
+    round: int
+    requests: int
+    duration_s: float
+    rps: float
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: dict[str, int]
+    # CPU time per request of the server process and of its children (the Lambda workers), during the run
+    server_cpu_us_per_request: float | None
+    workers_cpu_us_per_request: float | None
+    wrk_cpu: float  # CPUs busy with wrk, on average over the run (1.0 is one CPU all along)
+    others_cpu: float | None  # CPUs busy with anything else on the machine: noise
+    attempt: int = 1
+
+    @property
+    def noisy(self) -> bool:
+        return self.others_cpu is not None and self.others_cpu > NOISY_OTHERS_CPU
+
+
+@dataclass(slots=True)
+class Summary:
+    target: str
+    label: str
+    rps: float
+    rps_rounds: list[float]
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us_per_request: float | None
+    workers_cpu_us_per_request: float | None
+    others_cpu: float | None
+    errors: int
+
+
+@dataclass(slots=True)
+class Ratio:
+    name: str
+    value: float
+    per_round: list[float]
+    target: float
+    passed: bool
+
+
+@dataclass(slots=True)
+class Pinning:
+    server_cpus: set[int] | None
+    load_cpus: set[int] | None
+    worker_cpus: set[int] | None  # the gateway's Lambda workers; None: as the gateway (inherited)
+    note: str
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[tuple[int, int]]:
+    """Every live descendant of ``pid`` as (pid, start time), read from /proc (none where there is none)."""
+    parents: dict[int, list[tuple[int, int]]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            stat = _read_stat(int(entry.name))
+            if stat is not None:
+                parents.setdefault(int(stat[1]), []).append((int(entry.name), int(stat[19])))
+    found: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def _read_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields from the state on (0 state, 1 ppid, 11 utime, 12 stime, 19 start time)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    stat = _read_stat(pid)
+    return (int(stat[11]) + int(stat[12])) / CLK_TCK if stat is not None else None
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU time the whole machine spent on processes (user, nice, system) and lost to steal."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, steal = int(fields[1]), int(fields[2]), int(fields[3]), int(fields[8])
+    return (user + nice + system + steal) / CLK_TCK
+
+
+def _waited_children_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    server: float | None
+    workers: dict[int, float]  # the server's children (Lambda workers) by pid
+    machine: float | None
+    load: float  # every child we waited for: the wrk runs
+
+    @classmethod
+    def take(cls, server: Server) -> CpuSample:
+        workers = {pid: _cpu_seconds(pid) for pid in server.children()}
+        return cls(
+            server=_cpu_seconds(server.pid()),
+            workers={pid: cpu for pid, cpu in workers.items() if cpu is not None},
+            machine=_machine_busy_seconds(),
+            load=_waited_children_seconds(),
+        )
+
+    def workers_since(self, before: CpuSample) -> float:
+        """Workers' CPU since ``before``; one started meanwhile counts in full (one gone is lost)."""
+        return sum(cpu - before.workers.get(pid, 0.0) for pid, cpu in self.workers.items())
+
+
+def _delta(after: float | None, before: float | None) -> float | None:
+    return after - before if after is not None and before is not None else None
+
+
+@dataclass
+class Server:
+    """One server process under test, started in its own session so that Ctrl-C reaches only us."""
+
+    name: str
+    argv: list[str]
+    port: int
+    log: Path
+    cpus: set[int] | None
+    worker_cpus: set[int] | None = None
+    process: subprocess.Popen[bytes] | None = None
+    descendants: list[tuple[int, int]] = field(default_factory=list)
+
+    def start(self) -> None:
+        cpus = self.cpus
+
+        def pin() -> None:  # runs in the child: its Lambda workers inherit the affinity
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=pin,
+            )
+
+    def wait_ready(self, paths: Sequence[str]) -> None:
+        """Poll the port until it accepts, then check every path answers 200 with the expected body."""
+        assert self.process is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"{self.name} not listening after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.05)
+        for path in paths:
+            status, body = http_get(self.port, path)
+            if status != 200 or body != EXPECTED_BODY:
+                raise BenchError(
+                    f"{self.name}: GET {path} answered {status} {body[:200]!r}, "
+                    f"expected 200 {EXPECTED_BODY!r}:\n{self.log_tail()}"
+                )
+        self.descendants = _children(self.process.pid)
+
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def children(self) -> list[int]:
+        return [pid for pid, _ in _children(self.pid())]
+
+    def pin_workers(self) -> None:
+        """Move the server's children (Lambda workers, which may start at any time) to their CPUs."""
+        if self.worker_cpus is not None:
+            for pid in self.children():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(pid, self.worker_cpus)
+
+    def stop(self) -> None:
+        """SIGTERM (the gateway then stops its workers), SIGKILL if it lingers, then any worker left."""
+        process = self.process
+        if process is None:
+            return
+        self.descendants = sorted({*self.descendants, *_children(process.pid)})
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                print(f"warning: {self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s: killing it")
+                process.kill()
+                process.wait()
+        for pid, start in self.descendants:
+            # A worker whose gateway died exits at the end of its socket; one still there is killed here,
+            # by pid, when /proc shows the very same process (same start time: never a reused pid).
+            stat = _read_stat(pid)
+            if stat is not None and int(stat[19]) == start:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        self.process = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError as exc:
+        return 0, str(exc).encode()
+    finally:
+        connection.close()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def interrupts_as_keyboard() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP unwind as KeyboardInterrupt, so that the servers are always stopped.
+
+    SIGINT is handled even when inherited as ignored (a shell's background job); an ignored SIGHUP (nohup)
+    stays ignored."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, raise_interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --- load --------------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is not None:
+        return wrk
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise BenchError(
+            "wrk is not installed and this script can install it only as root with apt-get: "
+            "run `sudo apt-get install -y wrk` (or install wrk by other means) and try again"
+        )
+    print("wrk is missing: apt-get install -y wrk …", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "wrk"]
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, check=False)
+        subprocess.run(install, env=env, check=False)
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise BenchError("apt-get could not install wrk; install it and try again")
+    return wrk
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    wrk: str
+    script: Path
+    threads: int
+    connections: int
+    cpus: set[int] | None
+
+    def run(self, port: int, path: str, duration_s: int) -> dict[str, Any]:
+        """One bounded wrk run (its connections, its duration, killed past a grace period)."""
+        cpus = self.cpus
+
+        def pin() -> None:
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+
+        argv = [
+            self.wrk,
+            f"-t{self.threads}",
+            f"-c{self.connections}",
+            f"-d{duration_s}s",
+            f"--timeout={WRK_SOCKET_TIMEOUT}",
+            "-s",
+            str(self.script),
+            f"http://{HOST}:{port}{path}",
+        ]
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=duration_s + WRK_GRACE_S,
+                check=False,
+                preexec_fn=pin,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"wrk did not finish within {duration_s + WRK_GRACE_S:.0f}s") from None
+        for line in done.stdout.splitlines():
+            if line.startswith(WRK_MARKER):
+                result: dict[str, Any] = json.loads(line[len(WRK_MARKER) :])
+                return result
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+
+
+def measure(
+    load: Load, server: Server, target: Target, round_no: int, args: argparse.Namespace
+) -> Measurement:
+    if args.warmup > 0:
+        load.run(server.port, target.path, args.warmup)
+    server.pin_workers()
+    before = CpuSample.take(server)
+    raw = load.run(server.port, target.path, args.duration)
+    after = CpuSample.take(server)
+    duration_s = raw["duration_us"] / 1e6
+    requests = int(raw["requests"])
+    server_cpu = _delta(after.server, before.server)
+    workers_cpu = after.workers_since(before)
+    own_cpu = server_cpu + workers_cpu if server_cpu is not None else None
+    wrk_cpu = after.load - before.load
+    machine = _delta(after.machine, before.machine)
+    others = max(0.0, machine - own_cpu - wrk_cpu) if machine is not None and own_cpu is not None else None
+    errors = {
+        name: int(raw[key])
+        for name, key in (
+            ("connect", "connect_errors"),
+            ("read", "read_errors"),
+            ("write", "write_errors"),
+            ("non-2xx/3xx", "status_errors"),
+            ("timeout", "timeouts"),
+        )
+        if raw[key]
+    }
+    return Measurement(
+        target=target.key,
+        round=round_no,
+        requests=requests,
+        duration_s=duration_s,
+        rps=requests / duration_s if duration_s else 0.0,
+        mean_ms=raw["mean_us"] / 1000,
+        p50_ms=raw["p50_us"] / 1000,
+        p90_ms=raw["p90_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        errors=errors,
+        server_cpu_us_per_request=own_cpu * 1e6 / requests if own_cpu is not None and requests else None,
+        workers_cpu_us_per_request=(workers_cpu * 1e6 / requests if after.workers and requests else None),
+        wrk_cpu=wrk_cpu / duration_s if duration_s else 0.0,
+        others_cpu=others / duration_s if others is not None and duration_s else None,
+    )
+
+
+# --- set-up ------------------------------------------------------------------------------------------
+
+
+def choose_pinning(args: argparse.Namespace) -> Pinning:
+    """By default each server on one CPU and wrk on another; the gateway's Lambda workers run beside wrk,
+    off the gateway's CPU, as Lambda runs functions outside API Gateway: the targets are about one gateway
+    process. ``--workers-with-server`` puts them on the server's CPU (the whole cost on one CPU)."""
+    if args.no_pin:
+        return Pinning(None, None, None, "not pinned (--no-pin): every process may run on every CPU")
+    if not hasattr(os, "sched_setaffinity"):
+        return Pinning(None, None, None, "not pinned: this platform has no sched_setaffinity")
+    available = sorted(os.sched_getaffinity(0))
+    server = set(args.server_cpus) if args.server_cpus else {available[0]}
+    load = set(args.load_cpus) if args.load_cpus else set(available[1:2])
+    if not load:
+        return Pinning(None, None, None, f"not pinned: only CPU {available} is available")
+    if server & load:
+        print("warning: server and wrk share CPUs; the figures will suffer from it", file=sys.stderr)
+    if args.worker_cpus:
+        workers: set[int] | None = set(args.worker_cpus)
+    elif args.workers_with_server:
+        workers = None
+    else:
+        workers = load
+    where = f"on CPU {_cpus(workers)}" if workers else "with the gateway"
+    return Pinning(
+        server,
+        load,
+        workers,
+        f"servers on CPU {_cpus(server)}, the gateway's Lambda workers {where}, wrk on CPU {_cpus(load)}",
+    )
+
+
+def _cpus(cpus: set[int] | None) -> str:
+    return ",".join(str(c) for c in sorted(cpus)) if cpus else "any"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def machine_info(wrk: str) -> dict[str, Any]:
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False).stdout
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "wrk": wrk_version.splitlines()[0] if wrk_version else "?",
+        "packages": {
+            name: _version(name) for name in ("portway", "uvicorn", "uvloop", "httptools", "orjson")
+        },
+    }
+
+
+def servers(log_dir: Path, pinning: Pinning, functions: Path) -> dict[str, Server]:
+    python = sys.executable
+    hello_port, gateway_port = free_port(), free_port()
+    hello = [python, str(HELLO), "--host", HOST, "--port", str(hello_port)]
+    gateway = [
+        *(python, "-m", "portway", "serve", str(DEFINITION), "--functions", str(functions)),
+        *("--host", HOST, "--port", str(gateway_port), "--log-level", "warning"),
+    ]
+    return {
+        "hello": Server("hello", hello, hello_port, log_dir / "hello.log", pinning.server_cpus),
+        "gateway": Server(
+            "gateway",
+            gateway,
+            gateway_port,
+            log_dir / "gateway.log",
+            pinning.server_cpus,
+            pinning.worker_cpus,
+        ),
+    }
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+
+def summarise(runs: Sequence[Measurement]) -> tuple[dict[str, Summary], list[Ratio]]:
+    summaries: dict[str, Summary] = {}
+    for target in TARGET_LIST:
+        mine = [m for m in runs if m.target == target.key]
+        if not mine:
+            continue
+        cpu = [m.server_cpu_us_per_request for m in mine if m.server_cpu_us_per_request is not None]
+        workers = [m.workers_cpu_us_per_request for m in mine if m.workers_cpu_us_per_request is not None]
+        others = [m.others_cpu for m in mine if m.others_cpu is not None]
+        summaries[target.key] = Summary(
+            target=target.key,
+            label=target.label,
+            rps=statistics.median(m.rps for m in mine),
+            rps_rounds=[m.rps for m in mine],
+            p50_ms=statistics.median(m.p50_ms for m in mine),
+            p99_ms=statistics.median(m.p99_ms for m in mine),
+            server_cpu_us_per_request=statistics.median(cpu) if cpu else None,
+            workers_cpu_us_per_request=statistics.median(workers) if workers else None,
+            others_cpu=max(others) if others else None,
+            errors=sum(sum(m.errors.values()) for m in mine),
+        )
+    ratios: list[Ratio] = []
+    base = summaries.get("a")
+    for name, goal in TARGETS.items():
+        key = name.split("/")[0]
+        if base is None or key not in summaries or not base.rps:
+            continue
+        per_round = [
+            round(x / y, 3) if y else 0.0
+            for x, y in zip(summaries[key].rps_rounds, base.rps_rounds, strict=False)
+        ]
+        value = summaries[key].rps / base.rps
+        ratios.append(Ratio(name, value, per_round, goal, value >= goal))
+    return summaries, ratios
+
+
+def cpu_ratios(summaries: dict[str, Summary], workers_apart: bool) -> dict[str, float]:
+    """b/a and c/a as the servers' CPU would give them if it were the bottleneck: cost(a) / cost(x).
+
+    A cross-check that other load on the machine disturbs less than it disturbs req/s. The cost is what
+    runs on the servers' CPU: without the Lambda workers' share when they run elsewhere."""
+
+    def cost(summary: Summary | None) -> float | None:
+        if summary is None or not summary.server_cpu_us_per_request:
+            return None
+        workers = summary.workers_cpu_us_per_request or 0.0
+        return summary.server_cpu_us_per_request - (workers if workers_apart else 0.0)
+
+    base = cost(summaries.get("a"))
+    ratios: dict[str, float] = {}
+    for name in TARGETS:
+        other = cost(summaries.get(name.split("/")[0]))
+        if base and other:
+            ratios[name] = base / other
+    return ratios
+
+
+def _cpu_cell(total: float | None, workers: float | None) -> str:
+    if total is None:
+        return "-"
+    # Workers show only where they worked: the Mock route's gateway has idle ones.
+    return f"{total:.0f} µs" + (
+        f" ({workers:.0f} in workers)" if workers is not None and workers >= 1 else ""
+    )
+
+
+def report(summaries: dict[str, Summary], ratios: Sequence[Ratio], by_cpu: dict[str, float]) -> str:
+    header = ("", "target", "req/s", "per round", "p50", "p99", "server CPU/req", "others", "errors")
+    rows = [header]
+    for s in summaries.values():
+        rows.append(
+            (
+                s.target,
+                s.label,
+                f"{s.rps:,.0f}",
+                " ".join(f"{r:,.0f}" for r in s.rps_rounds),
+                f"{s.p50_ms:.2f} ms",
+                f"{s.p99_ms:.2f} ms",
+                _cpu_cell(s.server_cpu_us_per_request, s.workers_cpu_us_per_request),
+                f"{s.others_cpu:.2f}" if s.others_cpu is not None else "-",
+                str(s.errors),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    for ratio in ratios:
+        spread = f"rounds {min(ratio.per_round):.2f} to {max(ratio.per_round):.2f}" if ratio.per_round else ""
+        verdict = "PASS" if ratio.passed else "FAIL"
+        lines.append(
+            f"{ratio.name} = {ratio.value:.2f}   target >= {ratio.target:.2f}   {verdict}   ({spread})"
+        )
+    if by_cpu:
+        lines.append(
+            "by server CPU per request: "
+            + "   ".join(f"{name} = {value:.2f}" for name, value in by_cpu.items())
+            + "   (cross-check, not the verdict)"
+        )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _cpu_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0 or 0,1; got {text!r}") from None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Throughput of Portway's Mock and Lambda proxy routes against a bare ASGI hello-world.",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive(int),
+        default=5,
+        help="whole seconds per measurement (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="whole seconds of warm-up before each measurement, 0 for none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--connections", type=_positive(int), default=32, help="wrk connections (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threads", type=_positive(int), default=1, help="wrk threads (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive(int),
+        default=3,
+        help="rounds of a, b, c; medians are compared (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help=f"measure again, up to this many times, when other processes kept more than {NOISY_OTHERS_CPU} "
+        "CPU busy; the least disturbed measurement is kept (default: %(default)s)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
+    parser.add_argument(
+        "--server-cpus",
+        type=_cpu_list,
+        default=None,
+        help="CPUs for the servers and their Lambda workers, e.g. 0 (default: the first one allowed)",
+    )
+    parser.add_argument(
+        "--load-cpus",
+        type=_cpu_list,
+        default=None,
+        help="CPUs for wrk, e.g. 1 (default: the second one allowed)",
+    )
+    parser.add_argument(
+        "--worker-cpus",
+        type=_cpu_list,
+        default=None,
+        help="CPUs for the gateway's Lambda workers (default: wrk's, off the gateway's CPU)",
+    )
+    parser.add_argument(
+        "--workers-with-server",
+        action="store_true",
+        help="run the gateway's Lambda workers on the gateway's CPU (a Lambda request's cost on one CPU)",
+    )
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=FUNCTIONS,
+        help="the gateway's functions file (default: bench/apps/functions.yaml)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results file (default: bench/results/bench-TIMESTAMP.json)",
+    )
+    args = parser.parse_args(argv)
+    if args.warmup < 0 or args.retries < 0:
+        parser.error("--warmup and --retries must be >= 0")
+    if args.connections < args.threads:
+        parser.error("--connections must be >= --threads (wrk needs a connection per thread)")
+    return args
+
+
+def _line(m: Measurement) -> str:
+    cpu = _cpu_cell(m.server_cpu_us_per_request, m.workers_cpu_us_per_request)
+    others = f"  others {m.others_cpu:.2f} CPU" if m.others_cpu is not None else ""
+    noisy = "  NOISY" if m.noisy else ""
+    errors = f"  ERRORS {m.errors}" if m.errors else ""
+    return (
+        f"{m.rps:>8,.0f} req/s  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  "
+        f"CPU/req {cpu}{others}{noisy}{errors}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    wrk = ensure_wrk()
+    pinning = choose_pinning(args)
+    started = datetime.now(UTC)
+    estimate = args.rounds * len(TARGET_LIST) * (args.duration + args.warmup)
+    print(
+        f"Portway benchmark: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s "
+        f"(warm-up {args.warmup:g}s each), {args.rounds} rounds, ~{estimate:.0f}s of load "
+        f"(more if measurements are retried)\n{pinning.note}",
+        flush=True,
+    )
+    runs: list[Measurement] = []
+    discarded: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="portway-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        script = tmp_dir / "report.lua"
+        script.write_text(WRK_SCRIPT)
+        load = Load(wrk, script, args.threads, args.connections, pinning.load_cpus)
+        procs = servers(tmp_dir, pinning, args.functions.resolve())
+        try:
+            for server in procs.values():
+                server.start()
+            for name, server in procs.items():
+                server.wait_ready([t.path for t in TARGET_LIST if t.server == name])
+            workers = len(procs["gateway"].descendants)
+            print(f"servers ready (gateway with {workers} Lambda worker process(es) warm)\n", flush=True)
+            for round_no in range(1, args.rounds + 1):
+                shift = (round_no - 1) % len(TARGET_LIST)
+                order = TARGET_LIST[shift:] + TARGET_LIST[:shift]  # rotate: no target always goes first
+                for target in order:
+                    m = measure(load, procs[target.server], target, round_no, args)
+                    print(f"  round {round_no} {target.key} {target.label:<22} {_line(m)}", flush=True)
+                    for attempt in range(2, args.retries + 2):
+                        if not m.noisy:
+                            break
+                        # Disturbed by other processes: measure again, keep the least disturbed.
+                        again = measure(load, procs[target.server], target, round_no, args)
+                        again.attempt = attempt
+                        print(f"    again {target.key} {target.label:<22} {_line(again)}", flush=True)
+                        kept, dropped = (
+                            (again, m) if (again.others_cpu or 0) < (m.others_cpu or 0) else (m, again)
+                        )
+                        discarded.append(dropped)
+                        m = kept
+                    runs.append(m)
+        finally:
+            for server in procs.values():
+                server.stop()
+    summaries, ratios = summarise(runs)
+    print()
+    workers_apart = pinning.worker_cpus is not None and pinning.worker_cpus != pinning.server_cpus
+    by_cpu = cpu_ratios(summaries, workers_apart)
+    print(report(summaries, ratios, by_cpu))
+    if any(s.errors for s in summaries.values()):
+        print("\nwarning: some requests failed (see the errors column): those figures are not comparable")
+    noisy = [m for m in runs if m.noisy]
+    if noisy:
+        print(
+            f"\nwarning: other processes kept more than {NOISY_OTHERS_CPU:.2f} CPU busy during "
+            f"{len(noisy)} of {len(runs)} measurements (column 'others': the worst round's figure).\n"
+            "         Their req/s and ratios are disturbed: rerun on a quiet machine."
+        )
+    out = args.out or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "machine": machine_info(wrk),
+        "config": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "retries": args.retries,
+            "noisy_others_cpu": NOISY_OTHERS_CPU,
+            "pinning": {
+                "server_cpus": sorted(pinning.server_cpus) if pinning.server_cpus else None,
+                "load_cpus": sorted(pinning.load_cpus) if pinning.load_cpus else None,
+                "worker_cpus": sorted(pinning.worker_cpus) if pinning.worker_cpus else None,
+                "note": pinning.note,
+            },
+            "definition": str(DEFINITION.relative_to(ROOT)),
+            "functions": str(args.functions),
+            "targets": {t.key: {"label": t.label, "path": t.path} for t in TARGET_LIST},
+        },
+        "summary": {key: asdict(s) for key, s in summaries.items()},
+        "ratios": {r.name: asdict(r) for r in ratios},
+        "cpu_cost_ratios": by_cpu,
+        "runs": [asdict(m) for m in runs],
+        "discarded_runs": [asdict(m) for m in discarded],
+    }
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        with interrupts_as_keyboard():
+            return run(args)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
