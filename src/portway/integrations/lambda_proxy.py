@@ -51,14 +51,8 @@ class LambdaProxyIntegration:
         return f"lambda {self.function} ({self.handler})"
 
     def _request(self, ctx: RequestContext, body: bytes) -> dict[str, Any]:
-        headers = []
-        content_type = accept = None
-        for name, value in ctx.headers:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"accept":
-                accept = value
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in ctx.headers]
+        content_type, accept = ctx.media_headers()
         event_body, is_base64 = body_field(body, content_type, self.binary_media_types)
         return {
             "resource": ctx.resource,

@@ -116,13 +116,7 @@ class MockIntegration:
 
     async def __call__(self, ctx: RequestContext) -> Response:
         # The answer depends on two headers only: remember it per pair of values (static templates).
-        content_type = accept = None
-        for name, value in ctx.headers:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"accept":
-                accept = value
-        key = (content_type, accept)
+        key = ctx.media_headers()
         answer = self._answers.get(key)
         if answer is None:
             answer = self._answer(*key)

@@ -192,12 +192,7 @@ class _Worker:
             self.channel.transport.close()
         if not graceful:
             self.kill()
-        try:
-            async with asyncio.timeout(_STOP_GRACE_S):
-                code = await self.process.wait()
-        except TimeoutError:
-            self.kill()
-            code = await self.process.wait()
+        code = await self._reap()
         # Whatever the handler started in the worker's group goes with it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -209,13 +204,16 @@ class _Worker:
         return code
 
     async def exit_reason(self) -> str:
+        return errors.exit_reason(await self._reap())
+
+    async def _reap(self) -> int:
+        """The exit code, once the process has ended; killed if it has not within the grace time."""
         try:
             async with asyncio.timeout(_STOP_GRACE_S):
-                code = await self.process.wait()
+                return await self.process.wait()
         except TimeoutError:
             self.kill()
-            code = await self.process.wait()
-        return errors.exit_reason(code)
+            return await self.process.wait()
 
 
 async def _relay_output(stream: asyncio.StreamReader, function: str, log: logging.Logger) -> None:

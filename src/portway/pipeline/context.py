@@ -118,6 +118,16 @@ class RequestContext:
                 found = value
         return found
 
+    def media_headers(self) -> tuple[bytes | None, bytes | None]:
+        """The (last) Content-Type and Accept values in one pass: what templates and encodings go by."""
+        content_type = accept = None
+        for name, value in self.headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+        return content_type, accept
+
     async def body(self) -> bytes:
         """The whole request body, read once; over :data:`MAX_BODY_BYTES` raises :class:`BodyTooLarge`."""
         if self._body is not None:
