@@ -1177,3 +1177,19 @@ async def test_handler_import_problems_name_where_the_handler_was_named(tmp_path
     assert len(problems) == 4
     for problem in problems:
         assert_one_line(problem)
+
+
+def test_reserved_lambda_environment_variables_are_refused(tmp_path: Path) -> None:
+    functions = write(
+        tmp_path / "functions.yaml",
+        "functions:\n  products:\n    handler: app.handler\n"
+        "    environment: {AWS_REGION: eu-west-1, _HANDLER: x.y, TABLE: products}\n",
+    )
+    with pytest.raises(DefinitionErrors) as caught:
+        load_deployment(functions)
+    problems = caught.value.problems
+    assert {p.path for p in problems} == {
+        "$.functions.products.environment.AWS_REGION",
+        "$.functions.products.environment._HANDLER",
+    }
+    assert all("reserved" in p.message for p in problems)

@@ -24,6 +24,7 @@ from typing import Any
 from portway.config.errors import DefinitionErrors, Problem, json_path
 from portway.config.model import Deployment, FunctionEntry
 from portway.config.source import load_document
+from portway.lambdas.spec import RESERVED_ENVIRONMENT
 
 __all__ = ["load_functions"]
 
@@ -123,6 +124,11 @@ def _function(name: str, spec: Any, file: Path, add: Any) -> FunctionEntry | Non
     ):
         add(f"{where}.environment", "must be a mapping of variable names to string values")
         ok = False
+    else:
+        for key in environment:
+            if key in RESERVED_ENVIRONMENT:
+                add(f"{where}.environment.{key}", "is reserved: Lambda sets it itself and refuses it here")
+                ok = False
     if not ok:
         return None
     return FunctionEntry(
