@@ -808,13 +808,19 @@ def run(args: argparse.Namespace) -> int:
         load = Load(wrk, script, args.threads, args.connections, pinning.load_cpus)
         procs = servers(tmp_dir, pinning, args.functions.resolve())
         try:
-            for server in procs.values():
-                server.start()
-            for name, server in procs.items():
-                server.wait_ready([t.path for t in TARGET_LIST if t.server == name])
-            workers = len(procs["gateway"].descendants)
-            print(f"servers ready (gateway with {workers} Lambda worker process(es) warm)\n", flush=True)
             for round_no in range(1, args.rounds + 1):
+                # Fresh server processes every round: one process's memory layout and hash seed can move
+                # its figure by several percent, and the median should span several of them.
+                for server in procs.values():
+                    server.stop()
+                    server.start()
+                for name, server in procs.items():
+                    server.wait_ready([t.path for t in TARGET_LIST if t.server == name])
+                workers = len(procs["gateway"].descendants)
+                print(
+                    f"round {round_no}: servers started (gateway with {workers} warm Lambda worker(s))",
+                    flush=True,
+                )
                 shift = (round_no - 1) % len(TARGET_LIST)
                 order = TARGET_LIST[shift:] + TARGET_LIST[:shift]  # rotate: no target always goes first
                 for target in order:

@@ -27,7 +27,7 @@ def _uuid4(bits: int) -> str:
     >>> _uuid4(0)
     '00000000-0000-4000-8000-000000000000'
     """
-    h = "%032x" % (bits & _UUID_CLEAR | _UUID_V4)
+    h = (bits & _UUID_CLEAR | _UUID_V4).to_bytes(16).hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

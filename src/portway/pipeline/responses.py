@@ -5,7 +5,7 @@ Hold this table against https://docs.aws.amazon.com/apigateway/latest/developerg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import orjson
@@ -32,9 +32,13 @@ class GatewayResponse:
     message: str
     error_type: str  # the x-amzn-ErrorType header value
     message_key: str = "message"
+    encoded: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", orjson.dumps({self.message_key: self.message}))
 
     def body(self) -> bytes:
-        return orjson.dumps({self.message_key: self.message})
+        return self.encoded
 
 
 # REST API defaults (HTTP APIs reuse the words with their own codes, in their own table).
@@ -69,4 +73,4 @@ def gateway_response(
 ) -> Response:
     spec = table[kind]
     headers: Headers = [_JSON, (b"x-amzn-errortype", spec.error_type.encode())]
-    return Response(spec.status, headers, spec.body())
+    return Response(spec.status, headers, spec.encoded)
