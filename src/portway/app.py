@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from portway.gateway import Gateway
 from portway.types import Receive, Scope, Send
 
@@ -18,11 +20,16 @@ class PortwayApp:
     def swap(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the gateway's coroutine: one frame less on every request. (The
+        # server is told the interface is ASGI 3, so it does not have to guess from the signature.)
+        if scope["type"] == "http":
+            return self.gateway.handle(scope, receive, send)
+        return self._other(scope, receive, send)
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self.gateway.handle(scope, receive, send)
-        elif kind == "lifespan":
+        if kind == "lifespan":
             # Start-up and shut-down belong to the Service that owns the loop; answer the protocol only.
             while True:
                 message = await receive()

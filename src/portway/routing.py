@@ -67,6 +67,7 @@ class _Node(Generic[T]):
     param: tuple[str, _Node[T]] | None = None
     greedy: tuple[str, _Node[T]] | None = None
     methods: dict[str, T] = field(default_factory=dict)
+    matches: dict[str, Match[T]] = field(default_factory=dict)  # static resources: made once, shared
 
 
 class Router(Generic[T]):
@@ -114,6 +115,7 @@ class Router(Generic[T]):
         node.methods[method] = target
         if not any(s.startswith("{") for s in segments):
             self._static["/" + "/".join(segments)] = node
+            node.matches[method] = Match(target, resource, {})
 
     @staticmethod
     def _variable(node: _Node[T], kind: str, name: str, resource: str) -> _Node[T]:
@@ -134,18 +136,16 @@ class Router(Generic[T]):
 
         Raises :class:`BadPath` when a segment cannot be decoded.
         """
-        params: dict[str, str] = {}
         # A static resource that matches the whole path is the most specific match there is.
-        node = (
-            self._static.get(path[:-1] if len(path) > 1 and path[-1] == "/" else path)
-            if "%" not in path
-            else None
-        )
+        if "%" not in path:
+            node = self._static.get(path[:-1] if len(path) > 1 and path[-1] == "/" else path)
+            if node is not None:
+                return node.matches.get(method) or node.matches.get(ANY)
+        params: dict[str, str] = {}
+        segments = [decode_segment(s) for s in split_path(path)]
+        node = self._find(self._root, segments, 0, params)
         if node is None:
-            segments = [decode_segment(s) for s in split_path(path)]
-            node = self._find(self._root, segments, 0, params)
-            if node is None:
-                return None
+            return None
         target = node.methods.get(method)
         if target is None:
             target = node.methods.get(ANY)

@@ -114,6 +114,7 @@ class Service:
             port=self.options.port,
             loop="none",
             http=GatewayHttpProtocol,
+            interface="asgi3",
             lifespan="off",
             server_header=False,
             # The client's own X-Forwarded-For is data for the integration, never our peer address.
