@@ -139,7 +139,18 @@ class Gateway:
             request_id, extended_id = RequestContext.new_request_id(), None
         else:
             request_id, extended_id = ctx.request_id, ctx.extended_request_id
-        await _send(send, response, request_id, extended_id)
+        headers = response.headers
+        headers.append((b"x-amzn-RequestId", request_id.encode()))
+        if extended_id is not None:
+            headers.append((b"x-amz-apigw-id", extended_id.encode()))
+        status = response.status
+        if response.stream is not None:
+            await _stream(send, response, request_id)
+        else:
+            if status not in _NO_BODY_STATUS and status >= 200:
+                headers.append((b"content-length", b"%d" % len(response.body)))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": response.body})
         if logging_access:
             access_log.info(
                 '%s "%s %s" %d %.1fms %s',
@@ -155,18 +166,10 @@ class Gateway:
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
-async def _send(send: Send, response: Response, request_id: str, extended_id: str | None) -> None:
-    headers = response.headers
-    headers.append((b"x-amzn-RequestId", request_id.encode()))
-    if extended_id is not None:
-        headers.append((b"x-amz-apigw-id", extended_id.encode()))
-    if response.stream is None:
-        if response.status not in _NO_BODY_STATUS and not 100 <= response.status < 200:
-            headers.append((b"content-length", b"%d" % len(response.body)))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
-        return
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+async def _stream(send: Send, response: Response, request_id: str) -> None:
+    """Send a streamed response (an upstream's body) chunk by chunk."""
+    assert response.stream is not None
+    await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
     try:
         async for chunk in response.stream:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
