@@ -349,3 +349,20 @@ async def test_function_timeout_also_kills_what_the_handler_started(
             break
         await asyncio.sleep(0.02)
     assert not alive(child)
+
+
+async def test_a_worker_that_died_while_idle_is_replaced_without_failing_a_call(
+    runtime: LambdaRuntime,
+) -> None:
+    runtime.update_functions({"count": spec("count", "count")})
+    first = await call(runtime, "count")
+    os.kill(first.payload["pid"], 9)
+    for _ in range(100):
+        if not alive(first.payload["pid"]):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # let the gateway see the socket close
+    after = await call(runtime, "count")
+    assert after.outcome is Outcome.OK
+    assert after.payload["pid"] != first.payload["pid"]
+    assert after.init_ms is not None  # a new execution environment

@@ -382,11 +382,14 @@ class _FunctionPool:
             self._discard(worker, graceful=False)
             self._finish(call, None, _SHUTTING_DOWN)
             return
-        self._running[worker] = call
         channel = worker.channel
         if not channel.is_open() or channel.transport is None:
-            self._background(self._lost(call, worker))
+            # It died while idle (nothing was sent to it): this call goes to another worker, as Lambda
+            # sends an invocation to a new execution environment.
+            self._discard(worker)
+            self._start(call)
             return
+        self._running[worker] = call
         channel.expect(partial(self._on_reply, call, worker))
         channel.transport.write(protocol.frame(call.body))
         call.timer = asyncio.get_running_loop().call_later(
