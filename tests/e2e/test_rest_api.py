@@ -294,13 +294,31 @@ def test_default_content_type_is_json(client: httpx.Client) -> None:
     assert response.headers["content-type"] == "application/json"
 
 
+def test_every_proxy_response_field_is_optional(client: httpx.Client) -> None:
+    # No statusCode: API Gateway answers 200 (none of the fields is required; only unknown ones are refused).
+    response = client.get("/shaped", params={"kind": "no-status"})
+    assert response.status_code == 200
+    assert response.text == "where is my status"
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_boolean_header_values_are_sent_as_true_and_false(client: httpx.Client) -> None:
+    response = client.get("/shaped", params={"kind": "bool-header"})
+    assert response.status_code == 200
+    assert response.headers["x-flag"] == "true"
+    assert response.headers["x-many"] == "false"
+    assert response.content == b""
+
+
 def test_empty_204(client: httpx.Client) -> None:
     response = client.get("/shaped", params={"kind": "empty"})
     assert response.status_code == 204
     assert response.content == b""
 
 
-@pytest.mark.parametrize("kind", ["not-a-dict", "body-object", "no-status", "bad-status", "extra-field"])
+@pytest.mark.parametrize(
+    "kind", ["not-a-dict", "body-object", "bad-status", "extra-field", "cookies-key", "number-header"]
+)
 def test_malformed_proxy_response_is_502(client: httpx.Client, kind: str) -> None:
     response = client.get("/shaped", params={"kind": kind})
     assert response.status_code == 502

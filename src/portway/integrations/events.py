@@ -270,7 +270,9 @@ def build_event_v1(request: ProxyRequest) -> dict[str, Any]:
 # Headers the gateway itself owns on the wire; a Lambda's values are kept under x-amzn-Remapped-*, as
 # API Gateway does, instead of clashing with the real ones.
 _REMAPPED = frozenset({"connection", "content-length", "date", "server", "transfer-encoding"})
-_PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"})
+# Every key is optional (no statusCode means 200), but no other key is allowed: not even payload 2.0's
+# `cookies` (AWS answers "Malformed Lambda proxy response" to it).
+_PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
 
 
 class MalformedResponse(ValueError):
@@ -278,18 +280,17 @@ class MalformedResponse(ValueError):
 
 
 def _header_value(value: Any, field: str, name: object) -> str:
+    """A header value as AWS takes it from a proxy response: a string, or a boolean sent as true/false."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if value is None:
-        return ""
     raise MalformedResponse(f"{field}.{name} must be a string, got {type(value).__name__}")
 
 
 def _status(value: Any) -> int:
+    if value is None:
+        return 200
     if isinstance(value, int) and not isinstance(value, bool):
         status = value
     elif isinstance(value, str) and value.isdigit():

@@ -70,6 +70,12 @@ def shaped(event: dict[str, Any], context: Any) -> Any:
         return {"body": "where is my status"}
     if kind == "bad-status":
         return {"statusCode": "teapot", "body": ""}
+    if kind == "cookies-key":
+        return {"statusCode": 200, "body": "", "cookies": ["a=1"]}
+    if kind == "number-header":
+        return {"statusCode": 200, "headers": {"X-Count": 3}, "body": ""}
+    if kind == "bool-header":
+        return {"statusCode": 200, "headers": {"X-Flag": True}, "multiValueHeaders": {"X-Many": [False]}}
     if kind == "extra-field":
         return {"statusCode": 200, "body": "", "unexpected": 1}
     if kind == "empty":
