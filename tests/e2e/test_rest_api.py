@@ -166,6 +166,8 @@ def test_event_matches_api_gateway_payload_v1(client: httpx.Client, gw: RunningG
     assert event["headers"]["X-Forwarded-Proto"] == "http"
     assert event["headers"]["X-Forwarded-Port"] == str(gw.port)
     assert event["headers"]["X-Amzn-Trace-Id"].startswith("Root=1-")
+    assert "Content-Length" not in event["headers"]
+    assert "Connection" not in event["multiValueHeaders"]
     assert event["queryStringParameters"] == {"tag": "b", "q": "hello world", "plus": "a b", "empty": ""}
     assert event["multiValueQueryStringParameters"] == {
         "tag": ["a", "b"],

@@ -130,7 +130,11 @@ def parse_query(query_string: bytes | str) -> list[tuple[str, str]]:
     return pairs
 
 
-_NOT_PASSED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
+# Headers API Gateway does not pass on as the client sent them: the X-Forwarded-* ones it sets itself, and
+# the connection's own (its sample events carry neither Content-Length nor Connection).
+_NOT_PASSED = frozenset(
+    {"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "content-length", "connection"}
+)
 
 
 def _gateway_headers(request: ProxyRequest) -> tuple[dict[str, str], dict[str, list[str]]]:
