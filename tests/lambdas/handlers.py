@@ -74,3 +74,13 @@ def spawn_child(event: Any, context: Any) -> dict[str, Any]:
         f.write(str(child.pid))
     time.sleep(60)
     return {}
+
+
+def http_api(event: Any, context: Any) -> Any:
+    """Answers as an HTTP API handler would: the shape the query string asks for."""
+    kind = (event.get("queryStringParameters") or {}).get("kind")
+    if kind == "inferred":
+        return {"routeKey": event["routeKey"], "cookies": event.get("cookies")}
+    if kind == "malformed":
+        return {"statusCode": "nope"}
+    return {"statusCode": 201, "cookies": ["a=1", "b=2"], "body": event["rawPath"]}

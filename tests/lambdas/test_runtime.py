@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -366,3 +367,33 @@ async def test_a_worker_that_died_while_idle_is_replaced_without_failing_a_call(
     assert after.outcome is Outcome.OK
     assert after.payload["pid"] != first.payload["pid"]
     assert after.init_ms is not None  # a new execution environment
+
+
+async def test_the_worker_builds_payload_2_events_and_maps_their_answers(runtime: LambdaRuntime) -> None:
+    from portway.integrations.adapters import HTTP_V2
+    from tests.integrations.test_events_v2 import facts
+
+    runtime.update_functions({"http": spec("http", "http_api")})
+
+    async def answer(query: str) -> Any:
+        result = await runtime.invoke(
+            "http", facts(query=query), request_id="r", integration_timeout_s=10, adapter=HTTP_V2
+        )
+        assert result.outcome is Outcome.OK
+        return result.payload
+
+    full = await answer("")
+    assert full == {
+        "status": 201,
+        "headers": [["set-cookie", "a=1"], ["set-cookie", "b=2"]],
+        "body": "/dev/my/path here",
+        "decode": False,
+    }
+    inferred = await answer("kind=inferred")
+    assert inferred["status"] == 200
+    assert inferred["headers"] == [["content-type", "application/json"]]
+    assert json.loads(inferred["body"]) == {
+        "routeKey": "POST /my/{item}",
+        "cookies": ["cookie1=a", "cookie2=b"],
+    }
+    assert "malformed" in await answer("kind=malformed")

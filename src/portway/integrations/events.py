@@ -5,7 +5,8 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy
 
 These run in the Lambda workers, not in the gateway: the gateway sends the facts of a request (a
 :data:`ProxyRequest`, plain JSON), the worker builds the event, calls the handler and maps its result
-(:func:`map_response_v1`), so this per-request work runs beside the function, off the gateway's event loop.
+(:func:`map_response_v1`), so this per-request work runs beside the function, off the gateway's event loop
+(see :mod:`portway.integrations.adapters`).
 Imported by every worker, so it stays light: the standard library and Portway's pure helpers only.
 """
 
@@ -16,7 +17,7 @@ import binascii
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,6 @@ from portway.integrations.media import first_accept_type, matches_any, media_typ
 from portway.routing import decode_segment
 
 __all__ = [
-    "ADAPTERS",
-    "REST_V1",
     "ApiInfo",
     "MalformedResponse",
     "ProxyRequest",
@@ -35,6 +34,7 @@ __all__ = [
     "map_response_v1",
     "parse_query",
     "request_time",
+    "rest_v1_answer",
     "stable_id",
     "trace_id",
 ]
@@ -366,7 +366,7 @@ def map_response_v1(
     return status, headers, text, decode
 
 
-def rest_v1_answer(result: Any, request: ProxyRequest) -> dict[str, Any]:
+def rest_v1_answer(result: Any, payload: str, request: ProxyRequest) -> dict[str, Any]:
     """What the worker sends back for a REST proxy invocation: the mapped response, or why it is malformed."""
     try:
         status, headers, body, decode = map_response_v1(
@@ -375,10 +375,3 @@ def rest_v1_answer(result: Any, request: ProxyRequest) -> dict[str, Any]:
     except MalformedResponse as exc:
         return {"malformed": str(exc)}
     return {"status": status, "headers": headers, "body": body, "decode": decode}
-
-
-REST_V1 = "rest-v1"
-# Adapters a worker applies around its handler, by name: request facts → event, result → answer.
-ADAPTERS: dict[str, tuple[Callable[[ProxyRequest], Any], Callable[[Any, ProxyRequest], Any]]] = {
-    REST_V1: (build_event_v1, rest_v1_answer),
-}

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from portway.integrations.events import REST_V1, ApiInfo, body_field
+from portway.integrations.adapters import REST_V1
+from portway.integrations.events import ApiInfo, body_field
 from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import ResponseType, gateway_response

@@ -8,7 +8,7 @@ Gateway → worker::
     {"t": "invoke", "id": request_id, "ev": event, "dl": deadline_epoch_ms, "arn": arn, "tr": trace_id,
      "ad": adapter}
 
-``ad`` names an adapter of :data:`portway.integrations.events.ADAPTERS` (or is null): then ``ev`` holds the
+``ad`` names an adapter of :data:`portway.integrations.adapters.ADAPTERS` (or is null): then ``ev`` holds the
 facts the adapter builds the event from, and ``ok``'s ``v`` is the adapter's answer (e.g. the mapped proxy
 response) instead of the handler's raw result. ``tr`` (or, without it, the event's X-Amzn-Trace-Id header)
 becomes the invocation's ``_X_AMZN_TRACE_ID``.

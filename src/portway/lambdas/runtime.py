@@ -561,7 +561,7 @@ class LambdaRuntime:
         """Invoke ``function`` with ``event``; answers by ``integration_timeout_s`` at the latest (the
         invocation itself runs on to its end or its function timeout, as on Lambda).
 
-        With an ``adapter`` (a name in :data:`portway.integrations.events.ADAPTERS`), ``event`` is what the
+        With an ``adapter`` (a name in :data:`portway.integrations.adapters.ADAPTERS`), ``event`` is what the
         adapter builds the event from, and the payload is the adapter's answer instead of the raw result.
         """
         pool = self._pools.get(function)

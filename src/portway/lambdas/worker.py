@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from portway.integrations.events import ADAPTERS
+from portway.integrations.adapters import ADAPTERS
 from portway.lambdas import errors, protocol
 from portway.lambdas.context import LambdaContext
 
@@ -217,7 +217,8 @@ def invoke(handler: Handler, message: dict[str, Any]) -> bytes:
         sys.stdout.flush()
         sys.stderr.flush()
     try:
-        payload = json.dumps(result, default=_marshal_default, ensure_ascii=False, allow_nan=False).encode()
+        text = json.dumps(result, default=_marshal_default, ensure_ascii=False, allow_nan=False)
+        payload = text.encode()
     except (TypeError, ValueError) as exc:
         error = errors.make_error(
             errors.MARSHAL_MESSAGE.format(reason=exc), errors.MARSHAL_ERROR, None, request_id
@@ -228,7 +229,8 @@ def invoke(handler: Handler, message: dict[str, Any]) -> bytes:
         error = errors.make_error(message_text, errors.RESPONSE_TOO_LARGE, None, request_id)
         return orjson.dumps({"t": protocol.ERROR, "error": error})
     if adapter is not None:
-        return orjson.dumps({"t": protocol.OK, "v": adapter[1](orjson.loads(payload), message["ev"])})
+        # The answer is read from the JSON, as API Gateway reads what Lambda returned.
+        return orjson.dumps({"t": protocol.OK, "v": adapter[1](orjson.loads(payload), text, message["ev"])})
     return b'{"t":"ok","v":' + payload + b"}"
 
 
