@@ -38,7 +38,8 @@ class RunningGateway:
 
     @property
     def base(self) -> str:
-        return f"{self.url}/{self.service.options.stage}"
+        assert self.service.app is not None
+        return f"{self.url}{self.service.app.gateway.prefix}"
 
     def call(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)  # type: ignore[arg-type]
@@ -53,7 +54,7 @@ def start_gateway(
     definition: Path,
     functions: Path | None = None,
     *,
-    stage: str = "dev",
+    stage: str | None = "dev",
     stage_variables: Mapping[str, str] | None = None,
     reload: bool = False,
 ) -> RunningGateway:
@@ -114,7 +115,7 @@ class GatewayFactory(Protocol):
         definition: Path,
         functions: Path | None = None,
         *,
-        stage: str = "dev",
+        stage: str | None = "dev",
         stage_variables: Mapping[str, str] | None = None,
         reload: bool = False,
     ) -> RunningGateway: ...
@@ -128,7 +129,7 @@ def gateway_factory() -> Iterator[GatewayFactory]:
         definition: Path,
         functions: Path | None = None,
         *,
-        stage: str = "dev",
+        stage: str | None = "dev",
         stage_variables: Mapping[str, str] | None = None,
         reload: bool = False,
     ) -> RunningGateway:

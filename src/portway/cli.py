@@ -45,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
             "the definition, if present)",
         )
         sub.add_argument(
-            "--stage", default="dev", help="stage name, served as the first path part (default: dev)"
+            "--stage",
+            default=None,
+            help="stage name, served as the first path part (default: dev for a REST API; an HTTP API's "
+            "$default stage, served at the root)",
         )
         sub.add_argument(
             "--stage-variable",
@@ -103,7 +106,8 @@ def _routes(options: ServiceOptions) -> int:
     except DefinitionErrors as exc:
         return _print_problems(exc.problems)
     print(
-        f"{gateway.api.title} ({gateway.api.kind} API), stage {gateway.stage}: served under /{gateway.stage}"
+        f"{gateway.api.title} ({gateway.api.kind} API), stage {gateway.stage}: "
+        f"served under {gateway.prefix or '/'}"
     )
     print(route_table(gateway))
     return 0
@@ -136,7 +140,7 @@ async def _serve(options: ServiceOptions, log_level: str) -> int:
     gateway = service.app.gateway
     print(
         f"Portway: {gateway.api.title} ({gateway.api.kind} API) on "
-        f"http://{options.host}:{options.port}/{gateway.stage}",
+        f"http://{options.host}:{options.port}{gateway.prefix}",
         file=sys.stderr,
     )
     print(route_table(gateway), file=sys.stderr, flush=True)

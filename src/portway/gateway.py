@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from portway.integrations import Integration
 from portway.integrations.events import ApiInfo
 from portway.pipeline.context import BodyTooLarge, RequestContext
-from portway.pipeline.responses import ResponseType, gateway_response
+from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.pipeline.stage import Stage
-from portway.routing import BadPath, Router, decode_segment
+from portway.routing import BadPath, Match, Router, decode_segment
 from portway.types import Receive, Response, Scope, Send
 
 if TYPE_CHECKING:
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from portway.config.model import ApiDefinition
     from portway.lambdas.spec import FunctionSpec
 
-__all__ = ["Gateway", "Route"]
+__all__ = ["DEFAULT_ROUTE", "DEFAULT_STAGE", "Gateway", "Route"]
+
+DEFAULT_STAGE = "$default"  # an HTTP API's default stage: served at the root, no stage in the path
+DEFAULT_ROUTE = "$default"
 
 log = logging.getLogger("portway.gateway")
 access_log = logging.getLogger("portway.access")
@@ -77,16 +80,22 @@ class Gateway:
     router: Router[Route]
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
     function_origins: Mapping[str, FunctionOrigin] = field(default_factory=dict)
+    default_route: Route | None = None  # an HTTP API's $default route: what no other route takes
+    responses: ResponseTable = field(default_factory=lambda: REST_RESPONSES)
 
-    prefix: str = field(init=False)  # "/dev": the stage's part of every path
+    prefix: str = field(init=False)  # "/dev": the stage's part of every path ("" for the $default stage)
     prefix_slash: str = field(init=False)
+    rest_api: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prefix", f"/{self.stage}")
-        object.__setattr__(self, "prefix_slash", f"/{self.stage}/")
+        prefix = "" if self.stage == DEFAULT_STAGE else f"/{self.stage}"
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "prefix_slash", f"{prefix}/")
+        object.__setattr__(self, "rest_api", self.api.kind == "REST")
 
     def routes(self) -> tuple[Route, ...]:
-        return tuple(target for _, _, target in self.router.routes)
+        routes = tuple(target for _, _, target in self.router.routes)
+        return (*routes, self.default_route) if self.default_route is not None else routes
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         logging_access = access_log.isEnabledFor(logging.INFO)
@@ -95,6 +104,7 @@ class Gateway:
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
         method: str = scope["method"]
         ctx: RequestContext | None = None
+        table = self.responses
         if path == self.prefix or path.startswith(self.prefix_slash):
             rest = path[len(self.prefix) :]
             try:
@@ -102,11 +112,13 @@ class Gateway:
                 if b"%" in query:
                     _check_query(query)
                 match = self.router.match(method, rest or "/")
+                if match is None and self.default_route is not None:
+                    match = Match(self.default_route, DEFAULT_ROUTE, {})
             except BadPath:
-                response = gateway_response(ResponseType.BAD_REQUEST)
+                response = gateway_response(ResponseType.BAD_REQUEST, table)
             else:
                 if match is None:
-                    response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN)
+                    response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN, table)
                 else:
                     route = match.target
                     ctx = RequestContext(
@@ -123,26 +135,31 @@ class Gateway:
                             await ctx.body()
                         response = await (route.run(ctx) if route.stages else route.integration(ctx))
                     except BodyTooLarge:
-                        response = gateway_response(ResponseType.REQUEST_TOO_LARGE)
+                        response = gateway_response(ResponseType.REQUEST_TOO_LARGE, table)
                     except BadPath:
-                        response = gateway_response(ResponseType.BAD_REQUEST)
+                        response = gateway_response(ResponseType.BAD_REQUEST, table)
                     except Exception:
                         # The gateway's own bug must cost one request, never the process.
                         log.exception(
                             "[%s] internal error while handling %s %s", ctx.request_id, method, rest
                         )
-                        response = gateway_response(ResponseType.API_CONFIGURATION_ERROR)
+                        response = gateway_response(ResponseType.API_CONFIGURATION_ERROR, table)
         else:
             # An unknown stage is, to API Gateway, just another path with no resource.
-            response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN)
-        if ctx is None:
-            request_id, extended_id = RequestContext.new_request_id(), None
-        else:
-            request_id, extended_id = ctx.request_id, ctx.extended_request_id
+            response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN, table)
         headers = response.headers
-        headers.append((b"x-amzn-RequestId", request_id.encode()))
-        if extended_id is not None:
-            headers.append((b"x-amz-apigw-id", extended_id.encode()))
+        if self.rest_api:
+            if ctx is None:
+                request_id, extended_id = RequestContext.new_request_id(), None
+            else:
+                request_id, extended_id = ctx.request_id, ctx.extended_request_id
+            headers.append((b"x-amzn-RequestId", request_id.encode()))
+            if extended_id is not None:
+                headers.append((b"x-amz-apigw-id", extended_id.encode()))
+        else:
+            # An HTTP API's request id is the short one (also the event's requestContext.requestId).
+            request_id = ctx.extended_request_id if ctx is not None else RequestContext.new_short_id()
+            headers.append((b"apigw-requestid", request_id.encode()))
         status = response.status
         if response.stream is not None:
             await _stream(send, response, request_id)

@@ -73,15 +73,23 @@ class _Node(Generic[T]):
 class Router(Generic[T]):
     """Immutable once built: ``match`` only reads."""
 
-    __slots__ = ("_root", "_static", "routes")
+    __slots__ = ("_root", "_static", "method_aware", "routes")
 
     def __init__(
         self,
         routes: Iterable[tuple[str, str, T]],
         on_conflict: Callable[[str, str, DuplicateRoute], None] | None = None,
+        *,
+        method_aware: bool = False,
     ) -> None:
         """Build from (method, resource template, target); a clash raises :class:`DuplicateRoute`, or is
-        passed to ``on_conflict(method, resource, error)`` (the route is then left out)."""
+        passed to ``on_conflict(method, resource, error)`` (the route is then left out).
+
+        ``method_aware``: a path's most specific template without the request's method is passed over for a
+        less specific one that has it, as HTTP APIs choose routes (``POST /pets`` goes to ``ANY /{proxy+}``
+        when only ``GET /pets`` exists); a REST API stops at the most specific resource.
+        """
+        self.method_aware = method_aware
         self._root: _Node[T] = _Node()
         # Resources without variables, by path: most requests are answered by one dict lookup.
         self._static: dict[str, _Node[T]] = {}
@@ -140,10 +148,12 @@ class Router(Generic[T]):
         if "%" not in path:
             node = self._static.get(path[:-1] if len(path) > 1 and path[-1] == "/" else path)
             if node is not None:
-                return node.matches.get(method) or node.matches.get(ANY)
+                found = node.matches.get(method) or node.matches.get(ANY)
+                if found is not None or not self.method_aware:
+                    return found
         params: dict[str, str] = {}
         segments = [decode_segment(s) for s in split_path(path)]
-        node = self._find(self._root, segments, 0, params)
+        node = self._find(self._root, segments, 0, params, method if self.method_aware else None)
         if node is None:
             return None
         target = node.methods.get(method)
@@ -153,25 +163,34 @@ class Router(Generic[T]):
                 return None
         return Match(target, node.resource, params)
 
-    def _find(self, node: _Node[T], segments: list[str], i: int, params: dict[str, str]) -> _Node[T] | None:
+    def _find(
+        self, node: _Node[T], segments: list[str], i: int, params: dict[str, str], method: str | None
+    ) -> _Node[T] | None:
         if i == len(segments):
-            return node if node.methods else None
+            return node if self._serves(node, method) else None
         segment = segments[i]
         child = node.static.get(segment)
         if child is not None:
-            found = self._find(child, segments, i + 1, params)
+            found = self._find(child, segments, i + 1, params, method)
             if found is not None:
                 return found
         if node.param is not None and segment:
             name, child = node.param
             params[name] = segment
-            found = self._find(child, segments, i + 1, params)
+            found = self._find(child, segments, i + 1, params, method)
             if found is not None:
                 return found
             del params[name]
         if node.greedy is not None:
             name, child = node.greedy
-            if child.methods and any(segments[i:]):
+            if self._serves(child, method) and any(segments[i:]):
                 params[name] = "/".join(segments[i:])
                 return child
         return None
+
+    @staticmethod
+    def _serves(node: _Node[T], method: str | None) -> bool:
+        """Has routes at all (method None), or one for ``method``."""
+        if method is None:
+            return bool(node.methods)
+        return method in node.methods or ANY in node.methods

@@ -26,7 +26,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             b"x-amzn-RequestId: " + str(uuid.uuid4()).encode() + b"\r\n",
-            b"x-amzn-ErrorType: " + _BAD_REQUEST.error_type.encode() + b"\r\n",
+            b"x-amzn-ErrorType: " + (_BAD_REQUEST.error_type or "").encode() + b"\r\n",
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)

@@ -42,7 +42,7 @@ def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
 class ServiceOptions:
     definition: Path
     functions: Path | None = None
-    stage: str = "dev"
+    stage: str | None = None  # None: "dev" for a REST API, "$default" (at the root) for an HTTP API
     stage_variables: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 3000

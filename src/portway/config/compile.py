@@ -9,7 +9,7 @@ from pathlib import Path
 
 from portway.config.errors import DefinitionErrors, Problem
 from portway.config.model import ApiDefinition, Deployment, IntegrationType, Operation
-from portway.gateway import Gateway, Route
+from portway.gateway import DEFAULT_ROUTE, DEFAULT_STAGE, Gateway, Route
 from portway.integrations import Integration as IntegrationStage
 from portway.integrations.events import ApiInfo, stable_id
 from portway.integrations.http_proxy import HttpProxyIntegration, ParameterSource, UpstreamPools
@@ -23,6 +23,7 @@ from portway.integrations.mock import (
 )
 from portway.lambdas.runtime import LambdaRuntime
 from portway.lambdas.spec import FunctionSpec, parse_handler
+from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseTable
 from portway.routing import DuplicateRoute, Router
 
 __all__ = ["FunctionOrigin", "Resources", "compile_gateway", "resolve_functions"]
@@ -210,7 +211,7 @@ def resolve_functions(
     return specs, by_route, origins
 
 
-def _mock(op: Operation, file: Path, out: _Problems) -> MockIntegration | None:
+def _mock(op: Operation, file: Path, out: _Problems, table: ResponseTable) -> MockIntegration | None:
     integration = op.integration
     ok = True
     statuses: dict[str, int | None] = {}
@@ -257,12 +258,21 @@ def _mock(op: Operation, file: Path, out: _Problems) -> MockIntegration | None:
     if not ok:
         return None
     return MockIntegration(
-        statuses=statuses, passthrough_behavior=integration.passthrough_behavior, responses=tuple(responses)
+        statuses=statuses,
+        passthrough_behavior=integration.passthrough_behavior,
+        responses=tuple(responses),
+        table=table,
     )
 
 
 def _http_proxy(
-    op: Operation, file: Path, stage: str, variables: Mapping[str, str], pools: UpstreamPools, out: _Problems
+    op: Operation,
+    file: Path,
+    stage: str,
+    variables: Mapping[str, str],
+    pools: UpstreamPools,
+    out: _Problems,
+    table: ResponseTable,
 ) -> HttpProxyIntegration | None:
     integration = op.integration
     assert integration.uri is not None
@@ -309,6 +319,7 @@ def _http_proxy(
         path_parameters=sources["path"],
         headers=sources["header"],
         query=sources["querystring"],
+        table=table,
     )
 
 
@@ -317,14 +328,22 @@ def compile_gateway(
     deployment: Deployment,
     resources: Resources,
     *,
-    stage: str = "dev",
+    stage: str | None = None,
     stage_variables: Mapping[str, str] | None = None,
 ) -> Gateway:
-    """Build the immutable gateway for one stage, or raise :class:`DefinitionErrors` with every problem."""
+    """Build the immutable gateway for one stage, or raise :class:`DefinitionErrors` with every problem.
+
+    Without a ``stage``, a REST API is served as stage ``dev`` (under ``/dev``) and an HTTP API as its
+    ``$default`` stage, at the root.
+    """
     out = _Problems()
     file = api.source
-    if not STAGE_NAME.match(stage):
+    http_api = api.kind == "HTTP"
+    if stage is None:
+        stage = DEFAULT_STAGE if http_api else "dev"
+    if not (STAGE_NAME.match(stage) or (http_api and stage == DEFAULT_STAGE)):
         out.add(file, "", f"stage name {stage!r}: use 1-128 letters, digits, '-' or '_'")
+    table = HTTP_RESPONSES if http_api else REST_RESPONSES
     variables = {**deployment.stage_variables.get(stage, {}), **(stage_variables or {})}
     functions, by_route, origins = resolve_functions(api, deployment, stage, variables, out)
     api_info = ApiInfo(
@@ -333,6 +352,7 @@ def compile_gateway(
         deployment_id=stable_id(f"{file.resolve()}|{stage}", 6),
     )
     routes: list[tuple[str, str, Route]] = []
+    default_route: Route | None = None
     for op in api.operations:
         integration: IntegrationStage | None = None
         kind = op.integration.type
@@ -348,12 +368,17 @@ def compile_gateway(
                     api=api_info,
                     resource_id=stable_id(op.resource, 6),
                     binary_media_types=api.binary_media_types,
+                    payload_format=op.integration.payload_format,
+                    route_key=_route_key(op) if http_api else None,
+                    responses=table,
                 )
         elif kind is IntegrationType.MOCK:
-            integration = _mock(op, file, out)
+            integration = _mock(op, file, out, table)
         else:
-            integration = _http_proxy(op, file, stage, variables, resources.pools, out)
-        if integration is not None:
+            integration = _http_proxy(op, file, stage, variables, resources.pools, out, table)
+        if integration is not None and op.resource == DEFAULT_ROUTE:
+            default_route = Route(op.method, op.resource, integration, stages=(), where=op.where)
+        elif integration is not None:
             routes.append(
                 (
                     op.method,
@@ -366,7 +391,7 @@ def compile_gateway(
     def conflict(method: str, resource: str, exc: DuplicateRoute) -> None:
         out.add(file, where_by_route.get((method, resource), ""), str(exc))
 
-    router = Router(routes, on_conflict=conflict)
+    router = Router(routes, on_conflict=conflict, method_aware=http_api)
     if out.items:
         raise DefinitionErrors(out.items)
     return Gateway(
@@ -377,4 +402,11 @@ def compile_gateway(
         router=router,
         functions=functions,
         function_origins=origins,
+        default_route=default_route,
+        responses=table,
     )
+
+
+def _route_key(op: Operation) -> str:
+    """An HTTP API's name for a route: ``GET /items/{id}``, ``ANY /{proxy+}`` or ``$default``."""
+    return DEFAULT_ROUTE if op.resource == DEFAULT_ROUTE else f"{op.method} {op.resource}"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 __all__ = [
     "ANY_METHOD",
+    "DEFAULT_ROUTE",
     "HTTP_METHODS",
     "ApiDefinition",
     "Deployment",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 ANY_METHOD = "ANY"
+DEFAULT_ROUTE = "$default"  # an HTTP API's catch-all route (the path "/$default" in its OpenAPI export)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -50,13 +52,14 @@ class Integration:
     responses: tuple[IntegrationResponse, ...] = ()
     passthrough_behavior: str = "WHEN_NO_MATCH"
     handler: str | None = None  # x-portway-handler: "module.function" beside the definition
+    payload_format: str = "1.0"  # Lambda proxy payload: "1.0" (REST APIs, and HTTP APIs that ask) or "2.0"
     where: str = ""  # JSON path of the integration object
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
     method: str  # one of HTTP_METHODS or ANY_METHOD
-    resource: str  # the resource path template, e.g. "/products/{id}"
+    resource: str  # the resource path template, e.g. "/products/{id}"; DEFAULT_ROUTE on an HTTP API
     integration: Integration
     operation_id: str | None
     where: str  # JSON path of the operation
@@ -64,7 +67,7 @@ class Operation:
 
 @dataclass(frozen=True, slots=True)
 class ApiDefinition:
-    kind: str  # "REST" (HTTP and WebSocket APIs come with their own issues)
+    kind: str  # "REST" or "HTTP" (WebSocket APIs come with their own issue)
     title: str
     source: Path
     operations: tuple[Operation, ...]

@@ -13,6 +13,7 @@ from typing import Any
 from portway.config.errors import DefinitionErrors, Problem, json_path
 from portway.config.model import (
     ANY_METHOD,
+    DEFAULT_ROUTE,
     ApiDefinition,
     Integration,
     IntegrationResponse,
@@ -46,6 +47,9 @@ _LATER_TYPES = {
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
 _STATUS = re.compile(r"^[1-5][0-9][0-9]$")
 TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 50, 29_000
+HTTP_API_TIMEOUT_MAX_MS = 30_000  # HTTP APIs allow a second more
+IMPORT_EXPORT_KEY = "x-amazon-apigateway-importexport-version"  # only HTTP API exports carry it
+PAYLOAD_FORMATS = ("1.0", "2.0")
 
 
 def is_openapi(document: Any) -> bool:
@@ -53,8 +57,9 @@ def is_openapi(document: Any) -> bool:
 
 
 class _Collector:
-    def __init__(self, file: Path) -> None:
+    def __init__(self, file: Path, http_api: bool = False) -> None:
         self.file = file
+        self.http_api = http_api  # the document describes an HTTP API (v2), not a REST API
         self.problems: list[Problem] = []
 
     def add(self, path: str, message: str) -> None:
@@ -62,11 +67,16 @@ class _Collector:
 
 
 def parse_openapi(document: Any, file: Path) -> ApiDefinition:
-    """Build the model of a REST API from an OpenAPI/Swagger document, or raise every problem at once."""
-    out = _Collector(file)
+    """Build the model of a REST or HTTP API from an OpenAPI/Swagger document, or raise every problem at once.
+
+    An HTTP API is recognised as API Gateway exports one: ``x-amazon-apigateway-importexport-version`` at the
+    top, a ``/$default`` route, or integrations that name their ``payloadFormatVersion``.
+    """
     if not isinstance(document, Mapping):
+        out = _Collector(file)
         out.add("$", "the document must be a mapping with 'openapi' or 'swagger' at its top")
         raise DefinitionErrors(out.problems)
+    out = _Collector(file, http_api=is_http_api(document))
     key = "openapi" if "openapi" in document else "swagger"
     version = str(document.get(key, ""))
     if key == "openapi" and not re.match(r"^3\.[01](\.\d+)?$", version):
@@ -80,8 +90,29 @@ def parse_openapi(document: Any, file: Path) -> ApiDefinition:
     if out.problems:
         raise DefinitionErrors(out.problems)
     return ApiDefinition(
-        kind="REST", title=title, source=file, operations=tuple(operations), binary_media_types=binary
+        kind="HTTP" if out.http_api else "REST",
+        title=title,
+        source=file,
+        operations=tuple(operations),
+        binary_media_types=binary,
     )
+
+
+def is_http_api(document: Mapping[str, Any]) -> bool:
+    if IMPORT_EXPORT_KEY in document:
+        return True
+    paths = document.get("paths")
+    if not isinstance(paths, Mapping):
+        return False
+    if f"/{DEFAULT_ROUTE}" in paths:
+        return True
+    for item in paths.values():
+        if isinstance(item, Mapping):
+            for op in item.values():
+                integration = op.get(INTEGRATION_KEY) if isinstance(op, Mapping) else None
+                if isinstance(integration, Mapping) and "payloadFormatVersion" in integration:
+                    return True
+    return False
 
 
 def _binary_media_types(document: Mapping[str, Any], out: _Collector) -> tuple[str, ...]:
@@ -109,7 +140,9 @@ def _operations(document: Mapping[str, Any], out: _Collector) -> list[Operation]
         if not isinstance(resource, str):
             out.add(where, f"a resource path must be a string starting with '/', got {resource!r}")
             continue
-        if not _check_resource(resource, where, out):
+        if out.http_api and resource == f"/{DEFAULT_ROUTE}":
+            resource = DEFAULT_ROUTE
+        elif not _check_resource(resource, where, out):
             continue
         if not isinstance(item, Mapping):
             out.add(where, "must be a mapping of methods to operations")
@@ -123,6 +156,9 @@ def _operations(document: Mapping[str, Any], out: _Collector) -> list[Operation]
                 continue
             if str(key) != str(key).lower() and key != ANY_METHOD_KEY:
                 out.add(op_where, f"method keys are lower-case in OpenAPI: use {str(key).lower()!r}")
+                continue
+            if resource == DEFAULT_ROUTE and method != ANY_METHOD:
+                out.add(op_where, f"the {DEFAULT_ROUTE} route takes every method: use {ANY_METHOD_KEY}")
                 continue
             operation = _operation(method, resource, op, op_where, out)
             if operation is not None:
@@ -252,18 +288,24 @@ def _integration(
     ):
         out.add(f"{where}.uri", f"{route}: an http_proxy integration needs an http(s):// uri")
         ok = False
-    timeout = raw.get("timeoutInMillis", TIMEOUT_MAX_MS)
+    timeout_max = HTTP_API_TIMEOUT_MAX_MS if out.http_api else TIMEOUT_MAX_MS
+    timeout = raw.get("timeoutInMillis", timeout_max)
     if isinstance(timeout, str) and timeout.isdigit():
         timeout = int(timeout)
     if (
         not isinstance(timeout, int)
         or isinstance(timeout, bool)
-        or not (TIMEOUT_MIN_MS <= timeout <= TIMEOUT_MAX_MS)
+        or not (TIMEOUT_MIN_MS <= timeout <= timeout_max)
     ):
         out.add(
             f"{where}.timeoutInMillis",
-            f"{route}: must be a whole number of milliseconds from {TIMEOUT_MIN_MS} to {TIMEOUT_MAX_MS}",
+            f"{route}: must be a whole number of milliseconds from {TIMEOUT_MIN_MS} to {timeout_max}",
         )
+        ok = False
+    payload_format = str(raw.get("payloadFormatVersion", "2.0" if out.http_api else "1.0"))
+    if payload_format not in PAYLOAD_FORMATS or (payload_format != "1.0" and not out.http_api):
+        allowed = "'1.0' or '2.0'" if out.http_api else "'1.0' (a REST API sends payload 1.0)"
+        out.add(f"{where}.payloadFormatVersion", f"{route}: must be {allowed}, got {payload_format!r}")
         ok = False
     request_templates = _string_map(raw.get("requestTemplates"), f"{where}.requestTemplates", out)
     request_parameters = _string_map(raw.get("requestParameters"), f"{where}.requestParameters", out)
@@ -289,6 +331,7 @@ def _integration(
         responses=responses,
         passthrough_behavior=str(passthrough).upper(),
         handler=handler,
+        payload_format=payload_format,
         where=where,
     )
 

@@ -32,9 +32,30 @@ from portway.integrations.events import (
     trace_id,
 )
 
-__all__ = ["build_event_v2", "http_v2_answer", "map_response_v2"]
+__all__ = ["build_event_v2", "http_api_body", "http_v2_answer", "map_response_v2"]
 
 _SET_BY_GATEWAY = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+_TEXT_SUFFIXES = ("+json", "+xml")
+
+
+def http_api_body(body: bytes, content_type: bytes | None) -> tuple[str | None, bool]:
+    """The event's ``body`` and ``isBase64Encoded`` on an HTTP API: which has no binary media types, and
+    base64-encodes every body that is not text (a text media type, or no type and valid UTF-8)."""
+    if not body:
+        return None, False
+    media = content_type.decode("latin-1").split(";", 1)[0].strip().lower() if content_type else ""
+    textual = (
+        media.startswith(_TEXT_TYPES)
+        or media.endswith(_TEXT_SUFFIXES)
+        or media == ("application/x-www-form-urlencoded")
+    )
+    if textual or not media:
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
 
 
 def _headers_and_cookies(request: ProxyRequest) -> tuple[dict[str, str], list[str]]:

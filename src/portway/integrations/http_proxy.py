@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from portway.pipeline.context import MAX_BODY_BYTES, BodyTooLarge, RequestContext
-from portway.pipeline.responses import ResponseType, gateway_response
+from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.types import Headers, Response
 
 __all__ = ["HttpProxyIntegration", "ParameterSource", "UpstreamPools"]
@@ -107,7 +107,9 @@ class HttpProxyIntegration:
         path_parameters: Mapping[str, ParameterSource],
         headers: Mapping[str, ParameterSource],
         query: Mapping[str, ParameterSource],
+        table: ResponseTable = REST_RESPONSES,
     ) -> None:
+        self.table = table
         self.uri = uri
         self.method = None if method in (None, "ANY") else method
         self.timeout_s = timeout_s
@@ -184,7 +186,7 @@ class HttpProxyIntegration:
     async def __call__(self, ctx: RequestContext) -> Response:
         length = ctx.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return gateway_response(ResponseType.REQUEST_TOO_LARGE)
+            return gateway_response(ResponseType.REQUEST_TOO_LARGE, self.table)
         has_body = length not in (None, b"0") or ctx.header(b"transfer-encoding") is not None
         method = self.method or ctx.method
         url = self._url(ctx)
@@ -202,13 +204,13 @@ class HttpProxyIntegration:
                     compress=None,
                 )
         except BodyTooLarge:
-            return gateway_response(ResponseType.REQUEST_TOO_LARGE)
+            return gateway_response(ResponseType.REQUEST_TOO_LARGE, self.table)
         except TimeoutError:
             log.error("[%s] upstream %s timed out after %.0f ms", ctx.request_id, url, self.timeout_s * 1000)
-            return gateway_response(ResponseType.INTEGRATION_TIMEOUT)
+            return gateway_response(ResponseType.INTEGRATION_TIMEOUT, self.table)
         except (aiohttp.ClientError, OSError) as exc:
             log.error("[%s] upstream %s failed: %s: %s", ctx.request_id, url, type(exc).__name__, exc)
-            return gateway_response(ResponseType.INTEGRATION_FAILURE)
+            return gateway_response(ResponseType.INTEGRATION_FAILURE, self.table)
         headers: Headers = [
             (name, value) for name, value in upstream.raw_headers if name.lower() not in _HOP_BY_HOP
         ]

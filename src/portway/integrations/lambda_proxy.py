@@ -1,4 +1,4 @@
-"""The Lambda proxy integration (``aws_proxy``) of REST APIs: payload 1.0 in, proxy response out.
+"""The Lambda proxy integration (``aws_proxy``): payload 1.0 (REST APIs) or 2.0 (HTTP APIs) in, response out.
 
 The gateway's side is small on purpose: it sends the request's facts, and the worker builds the event and
 maps the handler's result (see :mod:`portway.integrations.events`), so the gateway's single event loop only
@@ -12,11 +12,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from portway.integrations.adapters import REST_V1
+from portway.integrations.adapters import HTTP_V2, REST_V1
 from portway.integrations.events import ApiInfo, body_field
+from portway.integrations.events_v2 import http_api_body
 from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.pipeline.context import RequestContext
-from portway.pipeline.responses import ResponseType, gateway_response
+from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.types import Headers, Response
 
 __all__ = ["LambdaProxyIntegration"]
@@ -39,6 +40,9 @@ class LambdaProxyIntegration:
         api: ApiInfo,
         resource_id: str,
         binary_media_types: Sequence[str],
+        payload_format: str = "1.0",
+        route_key: str | None = None,
+        responses: ResponseTable = REST_RESPONSES,
     ) -> None:
         self.function = function
         self.handler = handler
@@ -47,13 +51,39 @@ class LambdaProxyIntegration:
         self.api = api.as_json()
         self.resource_id = resource_id
         self.binary_media_types = list(binary_media_types)
+        self.payload_format = payload_format
+        self.route_key = route_key  # an HTTP API route's key, e.g. "GET /items/{id}"
+        self.table = responses
+        self.adapter = HTTP_V2 if payload_format == "2.0" else REST_V1
 
     def describe(self) -> str:
-        return f"lambda {self.function} ({self.handler})"
+        payload = f", payload {self.payload_format}" if self.route_key is not None else ""
+        return f"lambda {self.function} ({self.handler}{payload})"
 
     def _request(self, ctx: RequestContext, body: bytes) -> dict[str, Any]:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in ctx.headers]
         content_type, accept = ctx.media_headers()
+        if self.adapter == HTTP_V2:
+            event_body, is_base64 = http_api_body(body, content_type)
+            return {
+                "method": ctx.method,
+                "rawPath": ctx.scope_path(),
+                "routeKey": self.route_key,
+                "stage": ctx.stage,
+                "pathParameters": ctx.path_parameters,
+                "stageVariables": ctx.stage_variables,
+                "headers": headers,
+                "query": ctx.query_string.decode("latin-1"),
+                "clientIp": ctx.client_ip,
+                "serverPort": ctx.server_port,
+                "scheme": ctx.scheme,
+                "httpVersion": ctx.http_version,
+                "requestId": ctx.extended_request_id,
+                "requestTimeNs": ctx.request_time_ns,
+                "body": event_body,
+                "isBase64Encoded": is_base64,
+                "api": self.api,
+            }
         event_body, is_base64 = body_field(body, content_type, self.binary_media_types)
         return {
             "resource": ctx.resource,
@@ -86,7 +116,7 @@ class LambdaProxyIntegration:
             self._request(ctx, body),
             request_id=ctx.request_id,
             integration_timeout_s=self.timeout_s,
-            adapter=REST_V1,
+            adapter=self.adapter,
         )
         outcome = invocation.outcome
         if outcome is Outcome.OK:
@@ -98,7 +128,7 @@ class LambdaProxyIntegration:
                 ctx.request_id,
                 self.timeout_s * 1000,
             )
-            return gateway_response(ResponseType.INTEGRATION_TIMEOUT)
+            return gateway_response(ResponseType.INTEGRATION_TIMEOUT, self.table)
         error = invocation.error or {}
         log.error(
             "[%s] [%s] Lambda execution failed (%s): %s: %s%s",
@@ -109,7 +139,7 @@ class LambdaProxyIntegration:
             error.get("errorMessage", ""),
             "".join(f"\n    {line}" for line in error.get("stackTrace", []) or []),
         )
-        return gateway_response(ResponseType.LAMBDA_ERROR)
+        return gateway_response(ResponseType.LAMBDA_ERROR, self.table)
 
     def _response(self, mapped: Any, ctx: RequestContext) -> Response:
         """The worker's mapping of the proxy response (:func:`events.rest_v1_answer`) as what is sent."""
@@ -120,7 +150,7 @@ class LambdaProxyIntegration:
                 ctx.request_id,
                 mapped["malformed"],
             )
-            return gateway_response(ResponseType.LAMBDA_ERROR)
+            return gateway_response(ResponseType.LAMBDA_ERROR, self.table)
         text: str = mapped["body"]
         payload = base64.b64decode(text) if mapped["decode"] else text.encode("utf-8")
         headers: Headers = [

@@ -16,7 +16,7 @@ import orjson
 
 from portway.integrations.media import media_type
 from portway.pipeline.context import RequestContext
-from portway.pipeline.responses import ResponseType, gateway_response
+from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.types import Response
 
 __all__ = ["MockIntegration", "MockResponse", "static_header_value", "static_status"]
@@ -75,7 +75,9 @@ class MockIntegration:
         statuses: Mapping[str, int | None],
         passthrough_behavior: str,
         responses: tuple[MockResponse, ...],
+        table: ResponseTable = REST_RESPONSES,
     ) -> None:
+        self.table = table
         self.statuses = dict(statuses)  # request template content type → statusCode it yields
         self.passthrough_behavior = passthrough_behavior
         self.responses = responses
@@ -123,7 +125,7 @@ class MockIntegration:
             if len(self._answers) < _ANSWER_CACHE_SIZE:
                 self._answers[key] = answer
         if isinstance(answer, ResponseType):
-            return gateway_response(answer)
+            return gateway_response(answer, self.table)
         status, headers, body = answer
         return Response(status, list(headers), body)
 

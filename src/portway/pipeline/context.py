@@ -83,6 +83,11 @@ class RequestContext:
 
     # Read from the scope when asked: most routes never need them.
 
+    def scope_path(self) -> str:
+        """The whole request path, stage included, still percent-encoded."""
+        raw: bytes | None = self.scope.get("raw_path")
+        return raw.decode("latin-1") if raw else str(self.scope["path"])
+
     @property
     def query_string(self) -> bytes:
         query: bytes = self.scope.get("query_string", b"")
@@ -109,6 +114,11 @@ class RequestContext:
     @staticmethod
     def new_request_id() -> str:
         return _uuid4(random.getrandbits(128))
+
+    @staticmethod
+    def new_short_id() -> str:
+        """An id like API Gateway's extended and HTTP API request ids: 16 base64 characters ending in '='."""
+        return binascii.b2a_base64(random.randbytes(11), newline=False).decode()
 
     def header(self, lower_name: bytes) -> bytes | None:
         """The last value of a header (names compared lower-case, as ASGI gives them)."""

@@ -12,7 +12,14 @@ import orjson
 
 from portway.types import Headers, Response
 
-__all__ = ["GatewayResponse", "ResponseType", "gateway_response"]
+__all__ = [
+    "HTTP_RESPONSES",
+    "REST_RESPONSES",
+    "GatewayResponse",
+    "ResponseTable",
+    "ResponseType",
+    "gateway_response",
+]
 
 
 class ResponseType(StrEnum):
@@ -30,7 +37,7 @@ class ResponseType(StrEnum):
 class GatewayResponse:
     status: int
     message: str
-    error_type: str  # the x-amzn-ErrorType header value
+    error_type: str | None  # the x-amzn-ErrorType header value (REST APIs send one, HTTP APIs do not)
     message_key: str = "message"
     encoded: bytes = field(init=False, repr=False, compare=False)
 
@@ -65,12 +72,26 @@ REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
     ),
 }
 
+# HTTP APIs answer with their own codes and words, and without x-amzn-ErrorType.
+HTTP_RESPONSES: dict[ResponseType, GatewayResponse] = {
+    ResponseType.MISSING_AUTHENTICATION_TOKEN: GatewayResponse(404, "Not Found", None),  # no route matched
+    ResponseType.BAD_REQUEST: GatewayResponse(400, "Bad Request", None),
+    ResponseType.REQUEST_TOO_LARGE: GatewayResponse(413, "Request Entity Too Large", None),
+    ResponseType.INTEGRATION_FAILURE: GatewayResponse(500, "Internal Server Error", None),
+    ResponseType.INTEGRATION_TIMEOUT: GatewayResponse(503, "Service Unavailable", None),
+    ResponseType.LAMBDA_ERROR: GatewayResponse(500, "Internal Server Error", None),
+    ResponseType.API_CONFIGURATION_ERROR: GatewayResponse(500, "Internal Server Error", None),
+    ResponseType.UNSUPPORTED_MEDIA_TYPE: GatewayResponse(415, "Unsupported Media Type", None),
+}
+
+ResponseTable = dict[ResponseType, GatewayResponse]
+
 _JSON = (b"content-type", b"application/json")
 
 
-def gateway_response(
-    kind: ResponseType, table: dict[ResponseType, GatewayResponse] = REST_RESPONSES
-) -> Response:
+def gateway_response(kind: ResponseType, table: ResponseTable = REST_RESPONSES) -> Response:
     spec = table[kind]
-    headers: Headers = [_JSON, (b"x-amzn-errortype", spec.error_type.encode())]
+    headers: Headers = [_JSON]
+    if spec.error_type is not None:
+        headers.append((b"x-amzn-errortype", spec.error_type.encode()))
     return Response(spec.status, headers, spec.encoded)
