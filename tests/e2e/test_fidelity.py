@@ -23,9 +23,9 @@ from tests.conftest import RunningApp, RunningGateway, run_asgi, start_gateway
 FIDELITY = Path(__file__).parent / "fidelity"
 
 # Headers that legitimately differ between uvicorn and the gateway: per-connection or per-server ones, and
-# the ones API Gateway adds (x-amzn-RequestId, x-amz-apigw-id, x-amzn-Remapped-*, ...).
+# the ones API Gateway adds (x-amzn-RequestId, x-amz-apigw-id, apigw-requestid, x-amzn-Remapped-*, ...).
 _UNCOMPARED = frozenset({"date", "server", "content-length", "connection", "keep-alive", "transfer-encoding"})
-_UNCOMPARED_PREFIXES = ("x-amzn-", "x-amz-")
+_UNCOMPARED_PREFIXES = ("x-amzn-", "x-amz-", "apigw-")
 
 
 def _load_module(name: str, path: Path) -> ModuleType:

@@ -1,8 +1,9 @@
 """A FastAPI app: served directly by the fidelity tests, and as a Lambda (fastapi_lambda.py)."""
 
+import hashlib
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 # A PNG signature and bytes that are not UTF-8: the body must survive base64 both ways untouched.
@@ -47,3 +48,23 @@ def get_item(item_id: str) -> dict[str, Any]:
 @app.get("/image")
 def image() -> Response:
     return Response(content=PNG, media_type="image/png", headers={"Cache-Control": "max-age=60"})
+
+
+@app.get("/cookies")
+def cookies(request: Request, response: Response) -> dict[str, str]:
+    """Echoes the request's cookies and sets two of its own."""
+    response.set_cookie("session", "abc", httponly=True)
+    response.set_cookie("theme", "dark")
+    return dict(request.cookies)
+
+
+@app.get("/headers")
+def headers(request: Request) -> list[str]:
+    """Every value of the X-Multi header, as the app receives them."""
+    return request.headers.getlist("x-multi")
+
+
+@app.post("/upload")
+async def upload(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    return {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
