@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GatewayFactory, RunningGateway, start_gateway
+from tests.conftest import GatewayFactory, RunningGateway, closed_port, run_asgi, start_gateway
+from tests.e2e.upstream import upstream_app
 
 APP = Path(__file__).parent / "http_api"
 
@@ -171,3 +172,27 @@ def test_a_payload_1_route_must_answer_in_the_1_0_format(client: httpx.Client) -
     response = client.get("/v1-shaped", params={"kind": "string"})
     assert response.status_code == 500
     assert response.json() == {"message": "Internal Server Error"}
+
+
+def test_http_proxy_on_an_http_api(gateway_factory: GatewayFactory) -> None:
+    upstream = run_asgi(upstream_app)
+    try:
+        gw = gateway_factory(
+            APP / "proxy.yaml",
+            stage=None,
+            stage_variables={"upstreamPort": str(upstream.port), "closedPort": str(closed_port())},
+        )
+        with httpx.Client(base_url=gw.base, timeout=10) as client:
+            seen = client.post("/up/a/b%20c?x=1&x=2", content=b"payload").json()
+            assert seen["method"] == "POST"
+            assert seen["raw_path"] == "/a/b%20c"
+            assert seen["query"] == "x=1&x=2"
+            assert seen["body"] == "payload"
+            slow = client.get("/up/slow")
+            assert slow.status_code == 503
+            assert slow.json() == {"message": "Service Unavailable"}
+            refused = client.get("/refused")
+            assert refused.status_code == 500
+            assert refused.json() == {"message": "Internal Server Error"}
+    finally:
+        upstream.stop()
