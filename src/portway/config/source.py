@@ -9,7 +9,7 @@ import yaml
 
 from portway.config.errors import DefinitionError
 
-__all__ = ["load_document"]
+__all__ = ["StrictLoader", "load_document"]
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -45,6 +45,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+StrictLoader = _StrictLoader  # for loaders that add tags of their own (CloudFormation's)
 
 
 def _problem_mark(exc: yaml.YAMLError) -> str:
