@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from portway.config.model import DEFAULT_ROUTE
 from portway.integrations import Integration
 from portway.integrations.events import ApiInfo
 from portway.pipeline.context import BodyTooLarge, RequestContext
@@ -21,10 +22,9 @@ if TYPE_CHECKING:
     from portway.config.model import ApiDefinition
     from portway.lambdas.spec import FunctionSpec
 
-__all__ = ["DEFAULT_ROUTE", "DEFAULT_STAGE", "Gateway", "Route"]
+__all__ = ["DEFAULT_STAGE", "Gateway", "Route"]
 
 DEFAULT_STAGE = "$default"  # an HTTP API's default stage: served at the root, no stage in the path
-DEFAULT_ROUTE = "$default"
 
 log = logging.getLogger("portway.gateway")
 access_log = logging.getLogger("portway.access")

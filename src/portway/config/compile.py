@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from portway.config.errors import DefinitionErrors, Problem
-from portway.config.model import ApiDefinition, Deployment, IntegrationType, Operation
-from portway.gateway import DEFAULT_ROUTE, DEFAULT_STAGE, Gateway, Route
+from portway.config.model import DEFAULT_ROUTE, ApiDefinition, Deployment, IntegrationType, Operation
+from portway.gateway import DEFAULT_STAGE, Gateway, Route
 from portway.integrations import Integration as IntegrationStage
 from portway.integrations.events import ApiInfo, stable_id
 from portway.integrations.http_proxy import HttpProxyIntegration, ParameterSource, UpstreamPools
