@@ -59,14 +59,30 @@ def _parser() -> argparse.ArgumentParser:
             help="set a stage variable (repeatable; wins over the functions file's stages.STAGE.variables)",
         )
 
+    def overrides(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--parameter-overrides",
+            nargs="+",
+            type=_stage_variable,
+            default=[],
+            metavar="NAME=VALUE",
+            help="values for a SAM template's Parameters (as sam deploy takes them)",
+        )
+
     serve = commands.add_parser("serve", help="serve the API")
+    overrides(serve)
     definition_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--reload", action="store_true", help="pick up definition and handler code changes")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    definition_args(commands.add_parser("routes", help="print the compiled route table"))
-    definition_args(commands.add_parser("check", help="validate the definition and import every handler"))
+    for name, text in (
+        ("routes", "print the compiled route table"),
+        ("check", "validate and import every handler"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        definition_args(sub)
+        overrides(sub)
     return parser
 
 
@@ -76,6 +92,7 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         functions=args.functions,
         stage=args.stage,
         stage_variables=dict(args.stage_variable),
+        parameter_overrides=dict(args.parameter_overrides),
         host=getattr(args, "host", "127.0.0.1"),
         port=getattr(args, "port", 3000),
         reload=getattr(args, "reload", False),

@@ -18,6 +18,7 @@ from portway.app import PortwayApp
 from portway.config.compile import Resources, compile_gateway
 from portway.config.errors import DefinitionError, DefinitionErrors, Problem
 from portway.config.loader import find_functions_file, load_definition, load_deployment
+from portway.config.model import Deployment
 from portway.gateway import Gateway
 from portway.lambdas.runtime import LambdaRuntime
 from portway.server import GatewayHttpProtocol
@@ -43,6 +44,7 @@ class ServiceOptions:
     definition: Path
     functions: Path | None = None
     stage: str | None = None  # None: "dev" for a REST API, "$default" (at the root) for an HTTP API
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)  # a SAM template's Parameters
     stage_variables: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 3000
@@ -71,8 +73,13 @@ class Service:
         """Load and compile the definition; raises DefinitionErrors naming every problem."""
         problems: list[Problem] = []
         # Both files are read even when the first has problems, so one run shows them all.
-        api = _collect(lambda: load_definition(self.options.definition), problems)
-        deployment = _collect(lambda: load_deployment(self.functions_file), problems)
+        api = _collect(
+            lambda: load_definition(self.options.definition, self.options.parameter_overrides), problems
+        )
+        if api is not None and api.deployment is not None:
+            deployment: Deployment | None = api.deployment  # a SAM template names its functions itself
+        else:
+            deployment = _collect(lambda: load_deployment(self.functions_file), problems)
         if api is None or deployment is None:
             raise DefinitionErrors(problems)
         return compile_gateway(
@@ -92,6 +99,10 @@ class Service:
             return list(exc.problems)
         problems = await self._prewarm(gateway)
         self.app = PortwayApp(gateway)
+        if gateway.api.not_emulated:
+            log.info(
+                "not emulated (a Ref to one gives its logical id): %s", ", ".join(gateway.api.not_emulated)
+            )
         return problems
 
     async def _prewarm(self, gateway: Gateway) -> list[Problem]:

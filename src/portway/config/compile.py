@@ -340,7 +340,7 @@ def compile_gateway(
     file = api.source
     http_api = api.kind == "HTTP"
     if stage is None:
-        stage = DEFAULT_STAGE if http_api else "dev"
+        stage = api.default_stage or (DEFAULT_STAGE if http_api else "dev")
     if not (STAGE_NAME.match(stage) or (http_api and stage == DEFAULT_STAGE)):
         out.add(file, "", f"stage name {stage!r}: use 1-128 letters, digits, '-' or '_'")
     table = HTTP_RESPONSES if http_api else REST_RESPONSES

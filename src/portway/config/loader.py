@@ -5,28 +5,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from portway.config.cfn import load_template
 from portway.config.errors import DefinitionError
 from portway.config.functions import load_functions
 from portway.config.model import ApiDefinition, Deployment
 from portway.config.openapi import is_openapi, parse_openapi
-from portway.config.source import load_document
+from portway.config.sam import is_sam, parse_sam
 
 __all__ = ["DEFAULT_FUNCTIONS_FILE", "find_functions_file", "load_definition", "load_deployment"]
 
 DEFAULT_FUNCTIONS_FILE = "functions.yaml"
 
 
-def load_definition(file: Path) -> ApiDefinition:
-    """Read an API definition (OpenAPI 3 / Swagger 2 with API Gateway extensions)."""
-    document = load_document(file)
+def load_definition(file: Path, parameter_overrides: Mapping[str, str] | None = None) -> ApiDefinition:
+    """Read an API definition: OpenAPI 3 / Swagger 2 with API Gateway extensions, or a SAM template."""
+    document = load_template(file)
     if is_openapi(document):
         return parse_openapi(document, file)
+    if is_sam(document):
+        return parse_sam(document, file, parameter_overrides)
     if isinstance(document, Mapping) and ("Resources" in document or "AWSTemplateFormatVersion" in document):
         raise DefinitionError(
-            file,
-            "",
-            "this is a SAM/CloudFormation template: SAM templates are not supported yet; "
-            "pass the API's OpenAPI definition instead",
+            file, "", "a CloudFormation template without AWS::Serverless resources: nothing Portway can serve"
         )
     raise DefinitionError(file, "$", "not an OpenAPI 3 or Swagger 2 document (no 'openapi' or 'swagger' key)")
 

@@ -72,6 +72,10 @@ class ApiDefinition:
     source: Path
     operations: tuple[Operation, ...]
     binary_media_types: tuple[str, ...] = ()
+    # Set by a SAM template, which names its functions and its stage itself:
+    deployment: Deployment | None = None
+    default_stage: str | None = None
+    not_emulated: tuple[str, ...] = ()  # resources Portway does not run, "Logical (Type)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,93 @@
+"""`portway serve template.yaml`: SAM templates served over real sockets, Docker-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import GatewayFactory
+
+SAM = Path(__file__).parent / "sam"
+
+
+def test_sam_init_hello_world(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(SAM / "hello" / "template.yaml", stage=None)
+    assert gw.base == f"{gw.url}/Prod"  # the implicit REST API's stage, as SAM names it
+    response = httpx.get(f"{gw.base}/hello")
+    assert response.status_code == 200
+    assert response.json() == {"message": "hello world"}
+    assert httpx.get(f"{gw.base}/nope").status_code == 403
+
+
+def test_http_api_with_globals_parameters_and_sub(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(SAM / "shop" / "template.yaml", stage=None)
+    listed = httpx.get(f"{gw.base}/orders").json()
+    assert listed == {
+        "function": "shop-dev-list",
+        "env": {
+            "TABLE": "Orders",
+            "STAGE": "dev",
+            "GREETING": "hello from us-east-1",
+            "MODE": "test",
+            "QUEUE_ARN": "arn:aws:portway:us-east-1:123456789012:Queue/Arn",
+        },
+        "route": "GET /orders",
+    }
+    one = httpx.get(f"{gw.base}/orders/42").json()
+    assert one["id"] == "42"
+    assert one["function"] == "GetOrder"
+    assert one["memory"] == "256"
+    assert 0 < one["timeout_ms"] <= 5000
+
+
+def test_parameter_overrides_reach_the_functions(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "portway",
+            "routes",
+            str(SAM / "shop" / "template.yaml"),
+            "--parameter-overrides",
+            "Stage=prod",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "lambda shop-prod-list (orders.list_orders, payload 2.0)" in result.stdout
+
+
+def test_bad_templates_name_the_logical_id_and_field(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n"
+        "  NoCode:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: app.handler, Runtime: python3.12, CodeUri: missing/,\n"
+        "      Events: {E: {Type: Api, Properties: {Path: /a, Method: get}}}}\n"
+        "  Node:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: index.handler, Runtime: nodejs20.x,\n"
+        "      Events: {E: {Type: Api, Properties: {Path: /b, Method: get}}}}\n"
+        "  Loop:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: app.handler, Runtime: python3.12, FunctionName: !Ref Loop2}\n"
+        "  Loop2:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: app.handler, Runtime: python3.12, FunctionName: !Ref Loop}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "portway", "check", str(template)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("$.Resources.NoCode.Properties.CodeUri" in line and "not found" in line for line in lines), (
+        lines
+    )
+    assert any("$.Resources.Node.Properties.Runtime" in line and "nodejs20.x" in line for line in lines), (
+        lines
+    )
+    assert any("cyclic reference" in line for line in lines), lines
