@@ -87,7 +87,33 @@ def test_bad_templates_name_the_logical_id_and_field(tmp_path: Path) -> None:
     assert any("$.Resources.NoCode.Properties.CodeUri" in line and "not found" in line for line in lines), (
         lines
     )
-    assert any("$.Resources.Node.Properties.Runtime" in line and "nodejs20.x" in line for line in lines), (
-        lines
-    )
+    assert not any("Node" in line for line in lines), lines  # a non-Python function is served as a 502
     assert any("cyclic reference" in line for line in lines), lines
+
+
+def test_a_non_python_function_is_served_as_502_saying_why(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text(
+        "def handler(event, context):\n    return {'statusCode': 200, 'body': 'py'}\n"
+    )
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Globals: {Function: {Runtime: python3.12}}\n"
+        "Resources:\n"
+        "  Py:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: app.handler,\n"
+        "      Events: {E: {Type: Api, Properties: {Path: /py, Method: get}}}}\n"
+        "  Node:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: index.handler, Runtime: nodejs20.x, CodeUri: js/,\n"
+        "      Events: {E: {Type: Api, Properties: {Path: /js, Method: get}}}}\n"
+    )
+    gw = gateway_factory(template, stage=None)
+    assert httpx.get(f"{gw.base}/py").text == "py"
+    response = httpx.get(f"{gw.base}/js")
+    assert response.status_code == 502
+    assert response.json() == {
+        "message": "Portway cannot run function Node: runtime 'nodejs20.x': Portway runs Python (python3.x) "
+        "functions only"
+    }

@@ -13,7 +13,7 @@ from portway.gateway import DEFAULT_STAGE, Gateway, Route
 from portway.integrations import Integration as IntegrationStage
 from portway.integrations.events import ApiInfo, stable_id
 from portway.integrations.http_proxy import HttpProxyIntegration, ParameterSource, UpstreamPools
-from portway.integrations.lambda_proxy import LambdaProxyIntegration
+from portway.integrations.lambda_proxy import LambdaProxyIntegration, UnavailableFunction
 from portway.integrations.mock import (
     MockIntegration,
     MockResponse,
@@ -111,13 +111,19 @@ def resolve_functions(
     stage: str,
     stage_variables: Mapping[str, str],
     problems: _Problems | None = None,
-) -> tuple[dict[str, FunctionSpec], dict[tuple[str, str], str], dict[str, FunctionOrigin]]:
-    """Every Lambda function the routes use, which function each (method, resource) calls, and where
-    each function's handler was named."""
+) -> tuple[
+    dict[str, FunctionSpec],
+    dict[tuple[str, str], str],
+    dict[str, FunctionOrigin],
+    dict[tuple[str, str], tuple[str, str]],
+]:
+    """Every Lambda function the routes use, which function each (method, resource) calls, where each
+    function's handler was named, and the routes whose function Portway cannot run (function, why)."""
     out = problems if problems is not None else _Problems()
     specs: dict[str, FunctionSpec] = {}
     origins: dict[str, FunctionOrigin] = {}
     by_route: dict[tuple[str, str], str] = {}
+    unavailable: dict[tuple[str, str], tuple[str, str]] = {}
     file = api.source
     for op in api.operations:
         integration = op.integration
@@ -142,6 +148,9 @@ def resolve_functions(
                 continue
             name, region = parsed
         entry = deployment.functions.get(name) if name is not None else None
+        if entry is not None and entry.unsupported is not None and integration.handler is None:
+            unavailable[(op.method, op.resource)] = (entry.name, entry.unsupported)
+            continue
         if integration.handler is not None:
             try:
                 code_dir, module, attribute = parse_handler(file.parent, integration.handler)
@@ -208,7 +217,7 @@ def resolve_functions(
             specs[spec.name] = spec
             origins[spec.name] = FunctionOrigin(where_file, where)
         by_route[(op.method, op.resource)] = spec.name
-    return specs, by_route, origins
+    return specs, by_route, origins, unavailable
 
 
 def _mock(op: Operation, file: Path, out: _Problems, table: ResponseTable) -> MockIntegration | None:
@@ -345,7 +354,7 @@ def compile_gateway(
         out.add(file, "", f"stage name {stage!r}: use 1-128 letters, digits, '-' or '_'")
     table = HTTP_RESPONSES if http_api else REST_RESPONSES
     variables = {**deployment.stage_variables.get(stage, {}), **(stage_variables or {})}
-    functions, by_route, origins = resolve_functions(api, deployment, stage, variables, out)
+    functions, by_route, origins, unavailable = resolve_functions(api, deployment, stage, variables, out)
     api_info = ApiInfo(
         api_id=stable_id(f"{api.title}|{file.resolve()}"),
         region=next((f.region for f in functions.values()), "us-east-1"),
@@ -356,7 +365,10 @@ def compile_gateway(
     for op in api.operations:
         integration: IntegrationStage | None = None
         kind = op.integration.type
-        if kind is IntegrationType.AWS_PROXY:
+        if kind is IntegrationType.AWS_PROXY and (op.method, op.resource) in unavailable:
+            function, why = unavailable[(op.method, op.resource)]
+            integration = UnavailableFunction(function, why)
+        elif kind is IntegrationType.AWS_PROXY:
             name = by_route.get((op.method, op.resource))
             if name is not None:
                 spec = functions[name]

@@ -90,6 +90,7 @@ class FunctionEntry:
     environment: Mapping[str, str] = field(default_factory=dict)
     concurrency: int = 4
     where: str = ""
+    unsupported: str | None = None  # why Portway cannot run it (a non-Python runtime): its routes answer 502
 
 
 @dataclass(frozen=True, slots=True)

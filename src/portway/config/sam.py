@@ -166,6 +166,10 @@ def _function(
     logical_id: str, name: Any, props: Mapping[str, Any], file: Path, where: str, problems: list[Problem]
 ) -> FunctionEntry | None:
     handler, code_uri, runtime = props.get("Handler"), props.get("CodeUri", "."), props.get("Runtime")
+    # A function Portway cannot run does not refuse the template: its routes answer 502, saying why.
+    unsupported = None
+    if not (isinstance(runtime, str) and runtime.startswith("python3")):
+        unsupported = f"runtime {runtime!r}: Portway runs Python (python3.x) functions only"
     ok = True
     if not isinstance(handler, str) or "." not in handler:
         problems.append(
@@ -177,19 +181,10 @@ def _function(
             Problem(file, f"{where}.Properties.CodeUri", f"{logical_id}: CodeUri must be a local folder")
         )
         ok = False
-    elif not (file.parent / code_uri).is_dir():
+    elif unsupported is None and not (file.parent / code_uri).is_dir():
         problems.append(
             Problem(
                 file, f"{where}.Properties.CodeUri", f"{logical_id}: CodeUri folder {code_uri!r} not found"
-            )
-        )
-        ok = False
-    if not (isinstance(runtime, str) and runtime.startswith("python3")):
-        problems.append(
-            Problem(
-                file,
-                f"{where}.Properties.Runtime",
-                f"{logical_id}: runtime {runtime!r}: Portway runs python3.x",
             )
         )
         ok = False
@@ -210,6 +205,7 @@ def _function(
         memory_mb=int(props.get("MemorySize", DEFAULT_MEMORY_MB)),
         environment={str(k): str(v) for k, v in variables.items()},
         where=f"{where}.Properties.Handler",
+        unsupported=unsupported,
     )
 
 

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from portway.integrations.adapters import HTTP_V2, REST_V1
 from portway.integrations.events import ApiInfo, body_field
 from portway.integrations.events_v2 import http_api_body
@@ -20,7 +22,7 @@ from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.types import Headers, Response
 
-__all__ = ["LambdaProxyIntegration"]
+__all__ = ["LambdaProxyIntegration", "UnavailableFunction"]
 
 log = logging.getLogger("portway.integration")
 
@@ -158,3 +160,21 @@ class LambdaProxyIntegration:
             for name, value in mapped["headers"]
         ]
         return Response(mapped["status"], headers, payload)
+
+
+class UnavailableFunction:
+    """A route whose function Portway cannot run (e.g. a Node.js one in a SAM template): 502, saying why."""
+
+    needs_body = False
+
+    def __init__(self, function: str, why: str) -> None:
+        self.function = function
+        self.why = why
+        self.body = orjson.dumps({"message": f"Portway cannot run function {function}: {why}"})
+
+    def describe(self) -> str:
+        return f"lambda {self.function} (not run: {self.why})"
+
+    async def __call__(self, ctx: RequestContext) -> Response:
+        log.error("[%s] [%s] not invoked: %s", self.function, ctx.request_id, self.why)
+        return Response(502, [(b"content-type", b"application/json")], self.body)
