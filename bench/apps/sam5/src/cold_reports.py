@@ -1,0 +1,8 @@
+"""The reports function of the cold-start benchmark."""
+
+import json
+from typing import Any
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"statusCode": 200, "body": json.dumps({"function": "reports"})}
