@@ -590,9 +590,8 @@ def test_sam_template_is_detected(tmp_path: Path) -> None:
         "Resources:\n  Api:\n    Type: AWS::Serverless::Api\n",
     )
     (problem,) = problems_of(template)
-    assert (problem.file, problem.path) == (template, "$.Resources.Api.Type")
-    assert "AWS::Serverless::Api resources are not supported yet" in problem.message
-    assert "OpenAPI" in problem.message
+    assert (problem.file, problem.path) == (template, "$.Resources.Api.Properties.StageName")
+    assert "Api: needs a StageName" in problem.message
     assert_one_line(problem)
 
 

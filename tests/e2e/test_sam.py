@@ -117,3 +117,35 @@ def test_a_non_python_function_is_served_as_502_saying_why(
         "message": "Portway cannot run function Node: runtime 'nodejs20.x': Portway runs Python (python3.x) "
         "functions only"
     }
+
+
+def test_explicit_http_api_with_two_functions(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(SAM / "explicit" / "template.yaml", stage=None)
+    assert gw.base == f"{gw.url}/v1"
+    assert httpx.get(f"{gw.base}/greet/ada").json() == {
+        "hello": "ada",
+        "stage": "v1",
+        "color": "blue",
+        "function": "greeter",
+    }
+    assert httpx.get(f"{gw.base}/health").text == "ok"
+    assert httpx.get(f"{gw.base}/nope").json() == {"message": "Not Found"}
+
+
+def test_a_template_making_two_apis_is_refused_naming_them(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    return 'x'\n")
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Globals: {Function: {Runtime: python3.12}}\n"
+        "Resources:\n"
+        "  A:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: app.handler, Events: {\n"
+        "      R: {Type: Api, Properties: {Path: /r, Method: get}},\n"
+        "      H: {Type: HttpApi, Properties: {Path: /h, Method: get}}}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "portway", "check", str(template)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "ServerlessRestApi (REST), ServerlessHttpApi (HTTP)" in result.stderr

@@ -66,17 +66,18 @@ class _Collector:
         self.problems.append(Problem(self.file, path, message))
 
 
-def parse_openapi(document: Any, file: Path) -> ApiDefinition:
+def parse_openapi(document: Any, file: Path, http_api: bool | None = None) -> ApiDefinition:
     """Build the model of a REST or HTTP API from an OpenAPI/Swagger document, or raise every problem at once.
 
     An HTTP API is recognised as API Gateway exports one: ``x-amazon-apigateway-importexport-version`` at the
-    top, a ``/$default`` route, or integrations that name their ``payloadFormatVersion``.
+    top, a ``/$default`` route, or integrations that name their ``payloadFormatVersion``; or as the caller
+    says (``http_api``), when the document comes from a SAM template's AWS::Serverless::HttpApi.
     """
     if not isinstance(document, Mapping):
         out = _Collector(file)
         out.add("$", "the document must be a mapping with 'openapi' or 'swagger' at its top")
         raise DefinitionErrors(out.problems)
-    out = _Collector(file, http_api=is_http_api(document))
+    out = _Collector(file, http_api=is_http_api(document) if http_api is None else http_api)
     key = "openapi" if "openapi" in document else "swagger"
     version = str(document.get(key, ""))
     if key == "openapi" and not re.match(r"^3\.[01](\.\d+)?$", version):

@@ -6,18 +6,21 @@ API, stage ``Prod`` as SAM names it) and ``HttpApi`` (the implicit HTTP API, its
 template's Parameters (``--parameter-overrides``), Conditions and Mappings through the intrinsics evaluator.
 Resources Portway does not run are listed as not emulated, and a ``!Ref`` to one gives its logical id.
 
-Not read yet (each refused with a message naming the resource): explicit ``AWS::Serverless::Api`` /
-``AWS::Serverless::HttpApi`` resources and events bound to them (``RestApiId`` / ``ApiId``).
+Explicit ``AWS::Serverless::Api`` / ``AWS::Serverless::HttpApi`` resources are read too (StageName, Variables,
+DefinitionBody with its intrinsics resolved, or a local DefinitionUri), with the events bound to them through
+``RestApiId`` / ``ApiId`` added to their routes. One API is served per process: a template making several is
+refused, naming them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portway.config.cfn import ResolveError, Resolver
-from portway.config.errors import DefinitionErrors, Problem, json_path
+from portway.config.cfn import ResolveError, Resolver, load_template
+from portway.config.errors import DefinitionError, DefinitionErrors, Problem, json_path
 from portway.config.model import (
     ANY_METHOD,
     DEFAULT_ROUTE,
@@ -29,12 +32,15 @@ from portway.config.model import (
     IntegrationType,
     Operation,
 )
+from portway.config.openapi import parse_openapi
 
 __all__ = ["is_sam", "parse_sam"]
 
 FUNCTION = "AWS::Serverless::Function"
 EXPLICIT_APIS = ("AWS::Serverless::Api", "AWS::Serverless::HttpApi")
 IMPLICIT_REST_STAGE = "Prod"  # what SAM names the implicit REST API's stage
+IMPLICIT_REST = "ServerlessRestApi"  # SAM's logical ids for the APIs it makes from events
+IMPLICIT_HTTP = "ServerlessHttpApi"
 DEFAULT_TIMEOUT_S = 3
 DEFAULT_MEMORY_MB = 128
 
@@ -99,7 +105,7 @@ def parse_sam(
         attribute_of=attribute_of,
     )
     functions: dict[str, FunctionEntry] = {}
-    operations: dict[str, list[Operation]] = {"REST": [], "HTTP": []}
+    apis: dict[str, _Api] = {}
     not_emulated: list[str] = []
     for logical_id, resource in resources.items():
         where = json_path("Resources", str(logical_id))
@@ -108,18 +114,15 @@ def parse_sam(
             continue
         kind = resource["Type"]
         if kind in EXPLICIT_APIS:
-            problems.append(
-                Problem(
-                    file,
-                    f"{where}.Type",
-                    f"{logical_id}: {kind} resources are not supported yet; "
-                    "use the implicit API (events without RestApiId/ApiId) or serve its OpenAPI definition",
-                )
-            )
-            continue
-        if kind != FUNCTION:
+            api = _explicit_api(logical_id, kind, resource, resolver, file, where, problems)
+            if api is not None:
+                apis[logical_id] = api
+        elif kind != FUNCTION:
             not_emulated.append(f"{logical_id} ({kind})")
+    for logical_id, resource in resources.items():
+        if not isinstance(resource, Mapping) or resource.get("Type") != FUNCTION:
             continue
+        where = json_path("Resources", str(logical_id))
         try:
             props = resolver.resolve(properties_of(logical_id), f"{where}.Properties")
             name = ref_of(logical_id, resolver)
@@ -130,15 +133,16 @@ def parse_sam(
         if entry is None:
             continue
         functions[entry.name] = entry
-        _events(logical_id, entry.name, props, file, where, region, operations, problems)
-    served = [kind for kind, ops in operations.items() if ops]
+        _events(logical_id, entry.name, props, file, where, region, apis, problems)
+    served = {api_id: api for api_id, api in apis.items() if api.operations}
     if len(served) > 1:
+        listed = ", ".join(f"{api_id} ({api.kind})" for api_id, api in served.items())
         problems.append(
             Problem(
                 file,
                 "$.Resources",
-                "events make both a REST API (Api) and an HTTP API (HttpApi): "
-                "Portway serves one API per process; keep one kind of event per template for now",
+                f"this template makes {len(served)} APIs ({listed}): Portway serves one API per process; "
+                "keep one API per template for now",
             )
         )
     if not served and not problems:
@@ -149,17 +153,76 @@ def parse_sam(
         )
     if problems:
         raise DefinitionErrors(problems)
-    kind = served[0]
+    (api,) = served.values()
     title = str(document.get("Description") or file.stem).strip().splitlines()[0]
     return ApiDefinition(
-        kind=kind,
+        kind=api.kind,
         title=title,
         source=file,
-        operations=tuple(operations[kind]),
-        deployment=Deployment(source=file, functions=functions),
-        default_stage=IMPLICIT_REST_STAGE if kind == "REST" else "$default",
+        operations=tuple(api.operations),
+        binary_media_types=api.binary_media_types,
+        deployment=Deployment(source=file, functions=functions, stage_variables={api.stage: api.variables}),
+        default_stage=api.stage,
         not_emulated=tuple(not_emulated),
     )
+
+
+@dataclass(slots=True)
+class _Api:
+    """One API the template makes: implicit (from events) or an explicit Serverless::Api / HttpApi."""
+
+    kind: str  # "REST" or "HTTP"
+    stage: str
+    variables: dict[str, str] = field(default_factory=dict)
+    operations: list[Operation] = field(default_factory=list)
+    binary_media_types: tuple[str, ...] = ()
+
+
+def _explicit_api(
+    logical_id: str,
+    kind: str,
+    resource: Mapping[str, Any],
+    resolver: Resolver,
+    file: Path,
+    where: str,
+    problems: list[Problem],
+) -> _Api | None:
+    http_api = kind == "AWS::Serverless::HttpApi"
+    try:
+        props = resolver.resolve(resource.get("Properties") or {}, f"{where}.Properties")
+    except ResolveError as exc:
+        problems.append(Problem(file, exc.path, exc.message))
+        return None
+    stage = props.get("StageName", "$default" if http_api else None)
+    if not isinstance(stage, str):
+        problems.append(Problem(file, f"{where}.Properties.StageName", f"{logical_id}: needs a StageName"))
+        return None
+    variables = props.get("Variables") or props.get("StageVariables") or {}
+    api = _Api("HTTP" if http_api else "REST", stage, {str(k): str(v) for k, v in variables.items()})
+    body, uri = props.get("DefinitionBody"), props.get("DefinitionUri")
+    source, document, prefix = file, body, f"{where}.Properties.DefinitionBody"
+    if body is None and isinstance(uri, str):
+        source = file.parent / uri
+        try:
+            document = load_template(source)
+        except DefinitionError as exc:
+            problems.append(exc.problem)
+            return None
+        prefix = ""
+    elif body is None and uri is not None:
+        problems.append(Problem(file, f"{where}.Properties.DefinitionUri", "must be a local file path"))
+        return None
+    if document is not None:
+        try:
+            definition = parse_openapi(document, source, http_api=http_api)
+        except DefinitionErrors as exc:
+            for problem in exc.problems:
+                path = prefix + problem.path[1:] if prefix else problem.path
+                problems.append(Problem(problem.file, path, problem.message))
+            return None
+        api.operations.extend(definition.operations)
+        api.binary_media_types = definition.binary_media_types
+    return api
 
 
 def _function(
@@ -216,7 +279,7 @@ def _events(
     file: Path,
     where: str,
     region: str,
-    operations: dict[str, list[Operation]],
+    apis: dict[str, _Api],
     problems: list[Problem],
 ) -> None:
     events = props.get("Events") or {}
@@ -231,9 +294,18 @@ def _events(
         settings = event.get("Properties") or {}
         http_api = event["Type"] == "HttpApi"
         explicit = settings.get("ApiId" if http_api else "RestApiId")
-        if explicit is not None:
+        api_id = explicit if explicit is not None else (IMPLICIT_HTTP if http_api else IMPLICIT_REST)
+        api = apis.get(api_id) if isinstance(api_id, str) else None
+        if api is None and explicit is None:
+            api = apis[api_id] = _Api(
+                "HTTP" if http_api else "REST", "$default" if http_api else IMPLICIT_REST_STAGE
+            )
+        if api is None or api.kind != ("HTTP" if http_api else "REST"):
+            wanted = "an AWS::Serverless::HttpApi" if http_api else "an AWS::Serverless::Api"
             problems.append(
-                Problem(file, here, f"{logical_id}: events bound to an explicit API are not supported yet")
+                Problem(
+                    file, f"{here}.Properties", f"{logical_id}: {explicit!r} is not {wanted} of this template"
+                )
             )
             continue
         path = settings.get("Path")
@@ -261,6 +333,8 @@ def _events(
             payload_format=payload,
             where=here,
         )
-        operations["HTTP" if http_api else "REST"].append(
+        if any((op.method, op.resource) == (method, path) for op in api.operations):
+            continue  # the API's own definition has the route already
+        api.operations.append(
             Operation(method=method, resource=path, integration=integration, operation_id=None, where=here)
         )
