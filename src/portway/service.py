@@ -20,6 +20,7 @@ from portway.config.errors import DefinitionError, DefinitionErrors, Problem
 from portway.config.loader import find_functions_file, load_definition, load_deployment
 from portway.config.model import Deployment
 from portway.gateway import Gateway
+from portway.integrations.lambda_proxy import UnavailableFunction
 from portway.lambdas.runtime import LambdaRuntime
 from portway.server import GatewayHttpProtocol
 
@@ -99,6 +100,11 @@ class Service:
             return list(exc.problems)
         problems = await self._prewarm(gateway)
         self.app = PortwayApp(gateway)
+        for route in gateway.routes():
+            if isinstance(route.integration, UnavailableFunction):
+                log.warning(
+                    "%s %s answers 502: %s", route.method, route.resource, route.integration.describe()
+                )
         if gateway.api.not_emulated:
             log.info(
                 "not emulated (a Ref to one gives its logical id): %s", ", ".join(gateway.api.not_emulated)

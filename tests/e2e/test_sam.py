@@ -149,3 +149,32 @@ def test_a_template_making_two_apis_is_refused_naming_them(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "ServerlessRestApi (REST), ServerlessHttpApi (HTTP)" in result.stderr
+
+
+def test_unknown_types_and_missing_handlers_are_named(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return 'x'\n")
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Globals: {Function: {Runtime: python3.12, CodeUri: src/}}\n"
+        "Resources:\n"
+        "  Typo:\n    Type: AWS::Serverless::Funtion\n"
+        "  Odd:\n    Type: NotAType\n"
+        "  Table:\n    Type: AWS::DynamoDB::Table\n"
+        "  Lost:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: nowhere.handler,\n"
+        "      Events: {E: {Type: Api, Properties: {Path: /x, Method: get}}}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "portway", "check", str(template)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("$.Resources.Typo.Type" in line and "unknown resource type" in line for line in lines), lines
+    assert any("$.Resources.Odd.Type" in line for line in lines), lines
+    assert not any("Table" in line for line in lines), lines  # known to AWS, just not emulated
+    assert any("$.Resources.Lost.Properties.Handler" in line and "nowhere.py" in line for line in lines), (
+        lines
+    )

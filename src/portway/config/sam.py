@@ -14,6 +14,7 @@ refused, naming them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,20 @@ __all__ = ["is_sam", "parse_sam"]
 
 FUNCTION = "AWS::Serverless::Function"
 EXPLICIT_APIS = ("AWS::Serverless::Api", "AWS::Serverless::HttpApi")
+SAM_TYPES = frozenset(
+    {
+        FUNCTION,
+        *EXPLICIT_APIS,
+        "AWS::Serverless::SimpleTable",
+        "AWS::Serverless::LayerVersion",
+        "AWS::Serverless::Application",
+        "AWS::Serverless::StateMachine",
+        "AWS::Serverless::Connector",
+        "AWS::Serverless::GraphQLApi",
+    }
+)
+# AWS::Service::Resource (and Alexa's), or a custom resource; anything else is not a CloudFormation type.
+_RESOURCE_TYPE = re.compile(r"^((AWS|Alexa)::[A-Za-z0-9]+::[A-Za-z0-9]+|Custom::[A-Za-z0-9_@-]+)$")
 IMPLICIT_REST_STAGE = "Prod"  # what SAM names the implicit REST API's stage
 IMPLICIT_REST = "ServerlessRestApi"  # SAM's logical ids for the APIs it makes from events
 IMPLICIT_HTTP = "ServerlessHttpApi"
@@ -54,6 +69,10 @@ def is_sam(document: Any) -> bool:
         isinstance(r, Mapping) and str(r.get("Type", "")).startswith("AWS::Serverless::")
         for r in document["Resources"].values()
     )
+
+
+def _unknown_type(kind: str) -> bool:
+    return not _RESOURCE_TYPE.match(kind) or (kind.startswith("AWS::Serverless::") and kind not in SAM_TYPES)
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,6 +136,8 @@ def parse_sam(
             api = _explicit_api(logical_id, kind, resource, resolver, file, where, problems)
             if api is not None:
                 apis[logical_id] = api
+        elif _unknown_type(kind):
+            problems.append(Problem(file, f"{where}.Type", f"{logical_id}: unknown resource type {kind!r}"))
         elif kind != FUNCTION:
             not_emulated.append(f"{logical_id} ({kind})")
     for logical_id, resource in resources.items():
@@ -260,6 +281,18 @@ def _function(
     assert isinstance(handler, str)
     assert isinstance(code_uri, str)
     folder = code_uri.rstrip("/")
+    module_file = (file.parent / folder).joinpath(*handler.rpartition(".")[0].split("."))
+    if unsupported is None and not (
+        module_file.with_suffix(".py").is_file() or (module_file / "__init__.py").is_file()
+    ):
+        problems.append(
+            Problem(
+                file,
+                f"{where}.Properties.Handler",
+                f"{logical_id}: handler file {module_file.with_suffix('.py')} not found",
+            )
+        )
+        return None
     return FunctionEntry(
         name=str(name),
         handler=f"{folder}/{handler}" if folder not in ("", ".") else handler,
