@@ -196,3 +196,9 @@ def test_http_proxy_on_an_http_api(gateway_factory: GatewayFactory) -> None:
             assert refused.json() == {"message": "Internal Server Error"}
     finally:
         upstream.stop()
+
+
+def test_body_over_10_mb_is_413(client: httpx.Client) -> None:
+    response = client.post("/pets", content=b"x" * (10 * 1024 * 1024 + 1))
+    assert response.status_code == 413
+    assert response.json() == {"message": "Request Entity Too Large"}
