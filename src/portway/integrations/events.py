@@ -31,8 +31,10 @@ __all__ = [
     "body_field",
     "build_event_v1",
     "canonical_header_name",
+    "check_base64",
     "map_response_v1",
     "parse_query",
+    "parse_status",
     "request_time",
     "rest_v1_answer",
     "stable_id",
@@ -292,9 +294,8 @@ def _header_value(value: Any, field: str, name: object) -> str:
     raise MalformedResponse(f"{field}.{name} must be a string, got {type(value).__name__}")
 
 
-def _status(value: Any) -> int:
-    if value is None:
-        return 200
+def parse_status(value: Any) -> int:
+    """A proxy response's ``statusCode``: an integer, or a string of digits, that is an HTTP status."""
     if isinstance(value, int) and not isinstance(value, bool):
         status = value
     elif isinstance(value, str) and value.isdigit():
@@ -326,6 +327,14 @@ def _collect_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def check_base64(text: str) -> None:
+    """A body the answer says is base64 must be: else the response is malformed."""
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedResponse("isBase64Encoded is true but the body is not valid base64") from None
+
+
 def map_response_v1(
     result: Any, accept: str | None, binary_media_types: Sequence[str]
 ) -> tuple[int, list[tuple[str, str]], str, bool]:
@@ -336,7 +345,8 @@ def map_response_v1(
     unknown = set(result) - _PROXY_KEYS
     if unknown:
         raise MalformedResponse(f"unexpected fields {sorted(unknown)}")
-    status = _status(result.get("statusCode"))
+    raw_status = result.get("statusCode")
+    status = 200 if raw_status is None else parse_status(raw_status)
     body = result.get("body")
     if body is not None and not isinstance(body, str):
         raise MalformedResponse(f"body must be a string, got {type(body).__name__}")
@@ -348,10 +358,7 @@ def map_response_v1(
         is_base64 and binary_media_types and matches_any(binary_media_types, first_accept_type(accept))
     )
     if decode:
-        try:
-            base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise MalformedResponse("isBase64Encoded is true but the body is not valid base64") from None
+        check_base64(text)
     headers: list[tuple[str, str]] = []
     has_type = False
     for name, value in _collect_headers(result):

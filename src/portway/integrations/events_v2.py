@@ -20,14 +20,15 @@ What AWS does that a reader might not expect, and this does too:
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 from urllib.parse import unquote
 
 from portway.integrations.events import (
     MalformedResponse,
     ProxyRequest,
+    check_base64,
     parse_query,
+    parse_status,
     request_time,
     trace_id,
 )
@@ -139,18 +140,6 @@ def build_event_v2(request: ProxyRequest) -> dict[str, Any]:
     return event
 
 
-def _status(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        status = value
-    elif isinstance(value, str) and value.isdigit():
-        status = int(value)
-    else:
-        raise MalformedResponse(f"statusCode must be an integer, got {value!r}")
-    if not 100 <= status <= 599:
-        raise MalformedResponse(f"statusCode {status} is not an HTTP status")
-    return status
-
-
 def _text(value: Any, where: str) -> str:
     if isinstance(value, str):
         return value
@@ -169,7 +158,7 @@ def map_response_v2(result: Any, payload: str) -> tuple[int, list[tuple[str, str
         # Inferred: any JSON value without a statusCode is a 200 with it as a JSON body.
         body = result if isinstance(result, str) else payload
         return 200, [("content-type", "application/json")], body, False
-    status = _status(result["statusCode"])
+    status = parse_status(result["statusCode"])
     raw_headers = result.get("headers") or {}
     if not isinstance(raw_headers, dict):
         raise MalformedResponse("headers must be an object")
@@ -186,10 +175,7 @@ def map_response_v2(result: Any, payload: str) -> tuple[int, list[tuple[str, str
         raise MalformedResponse("isBase64Encoded must be a boolean")
     text = raw_body or ""
     if is_base64:
-        try:
-            base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise MalformedResponse("isBase64Encoded is true but the body is not valid base64") from None
+        check_base64(text)
     return status, headers, text, is_base64
 
 

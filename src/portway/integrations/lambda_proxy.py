@@ -63,53 +63,37 @@ class LambdaProxyIntegration:
         return f"lambda {self.function} ({self.handler}{payload})"
 
     def _request(self, ctx: RequestContext, body: bytes) -> dict[str, Any]:
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in ctx.headers]
+        """The request's facts (an events.ProxyRequest) for the worker's adapter."""
         content_type, accept = ctx.media_headers()
-        if self.adapter == HTTP_V2:
-            event_body, is_base64 = http_api_body(body, content_type)
-            return {
-                "method": ctx.method,
-                "rawPath": ctx.scope_path(),
-                "routeKey": self.route_key,
-                "stage": ctx.stage,
-                "pathParameters": ctx.path_parameters,
-                "stageVariables": ctx.stage_variables,
-                "headers": headers,
-                "query": ctx.query_string.decode("latin-1"),
-                "clientIp": ctx.client_ip,
-                "serverPort": ctx.server_port,
-                "scheme": ctx.scheme,
-                "httpVersion": ctx.http_version,
-                "requestId": ctx.extended_request_id,
-                "requestTimeNs": ctx.request_time_ns,
-                "body": event_body,
-                "isBase64Encoded": is_base64,
-                "api": self.api,
-            }
-        event_body, is_base64 = body_field(body, content_type, self.binary_media_types)
-        return {
-            "resource": ctx.resource,
-            "path": ctx.path,
+        facts: dict[str, Any] = {
             "method": ctx.method,
             "stage": ctx.stage,
             "pathParameters": ctx.path_parameters,
             "stageVariables": ctx.stage_variables,
-            "headers": headers,
+            "headers": [(name.decode("latin-1"), value.decode("latin-1")) for name, value in ctx.headers],
             "query": ctx.query_string.decode("latin-1"),
             "clientIp": ctx.client_ip,
             "serverPort": ctx.server_port,
             "scheme": ctx.scheme,
             "httpVersion": ctx.http_version,
-            "requestId": ctx.request_id,
-            "extendedRequestId": ctx.extended_request_id,
             "requestTimeNs": ctx.request_time_ns,
-            "body": event_body,
-            "isBase64Encoded": is_base64,
             "api": self.api,
-            "resourceId": self.resource_id,
-            "accept": accept.decode("latin-1") if accept is not None else None,
-            "binaryMediaTypes": self.binary_media_types,
         }
+        if self.adapter == HTTP_V2:
+            facts["body"], facts["isBase64Encoded"] = http_api_body(body, content_type)
+            facts["rawPath"] = ctx.scope_path()
+            facts["routeKey"] = self.route_key
+            facts["requestId"] = ctx.extended_request_id  # an HTTP API's request id is the short one
+            return facts
+        facts["body"], facts["isBase64Encoded"] = body_field(body, content_type, self.binary_media_types)
+        facts["resource"] = ctx.resource
+        facts["path"] = ctx.path
+        facts["requestId"] = ctx.request_id
+        facts["extendedRequestId"] = ctx.extended_request_id
+        facts["resourceId"] = self.resource_id
+        facts["accept"] = accept.decode("latin-1") if accept is not None else None
+        facts["binaryMediaTypes"] = self.binary_media_types
+        return facts
 
     async def __call__(self, ctx: RequestContext) -> Response:
         body = await ctx.body()
