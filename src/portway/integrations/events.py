@@ -36,6 +36,7 @@ __all__ = [
     "parse_query",
     "parse_status",
     "request_time",
+    "response_body",
     "rest_v1_answer",
     "stable_id",
     "trace_id",
@@ -327,6 +328,17 @@ def _collect_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def response_body(result: Mapping[str, Any]) -> tuple[str, bool]:
+    """A proxy response's ``body`` (a string, or none) and ``isBase64Encoded`` (a boolean)."""
+    body = result.get("body")
+    if body is not None and not isinstance(body, str):
+        raise MalformedResponse(f"body must be a string, got {type(body).__name__}")
+    is_base64 = result.get("isBase64Encoded", False)
+    if not isinstance(is_base64, bool):
+        raise MalformedResponse("isBase64Encoded must be a boolean")
+    return body or "", is_base64
+
+
 def check_base64(text: str) -> None:
     """A body the answer says is base64 must be: else the response is malformed."""
     try:
@@ -347,13 +359,7 @@ def map_response_v1(
         raise MalformedResponse(f"unexpected fields {sorted(unknown)}")
     raw_status = result.get("statusCode")
     status = 200 if raw_status is None else parse_status(raw_status)
-    body = result.get("body")
-    if body is not None and not isinstance(body, str):
-        raise MalformedResponse(f"body must be a string, got {type(body).__name__}")
-    is_base64 = result.get("isBase64Encoded", False)
-    if not isinstance(is_base64, bool):
-        raise MalformedResponse("isBase64Encoded must be a boolean")
-    text = body or ""
+    text, is_base64 = response_body(result)
     decode = bool(
         is_base64 and binary_media_types and matches_any(binary_media_types, first_accept_type(accept))
     )

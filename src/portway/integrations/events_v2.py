@@ -30,6 +30,7 @@ from portway.integrations.events import (
     parse_query,
     parse_status,
     request_time,
+    response_body,
     trace_id,
 )
 
@@ -167,13 +168,7 @@ def map_response_v2(result: Any, payload: str) -> tuple[int, list[tuple[str, str
     if not isinstance(cookies, list):
         raise MalformedResponse("cookies must be a list of strings")
     headers.extend(("set-cookie", _text(cookie, "cookies[]")) for cookie in cookies)
-    raw_body = result.get("body")
-    if raw_body is not None and not isinstance(raw_body, str):
-        raise MalformedResponse(f"body must be a string, got {type(raw_body).__name__}")
-    is_base64 = result.get("isBase64Encoded", False)
-    if not isinstance(is_base64, bool):
-        raise MalformedResponse("isBase64Encoded must be a boolean")
-    text = raw_body or ""
+    text, is_base64 = response_body(result)
     if is_base64:
         check_base64(text)
     return status, headers, text, is_base64
