@@ -13,6 +13,13 @@ from tests.conftest import GatewayFactory
 SAM = Path(__file__).parent / "sam"
 
 
+def portway(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, bounded in time."""
+    return subprocess.run(
+        [sys.executable, "-m", "portway", *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+
+
 def test_sam_init_hello_world(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(SAM / "hello" / "template.yaml", stage=None)
     assert gw.base == f"{gw.url}/Prod"  # the implicit REST API's stage, as SAM names it
@@ -44,20 +51,7 @@ def test_http_api_with_globals_parameters_and_sub(gateway_factory: GatewayFactor
 
 
 def test_parameter_overrides_reach_the_functions(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "portway",
-            "routes",
-            str(SAM / "shop" / "template.yaml"),
-            "--parameter-overrides",
-            "Stage=prod",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = portway("routes", SAM / "shop" / "template.yaml", "--parameter-overrides", "Stage=prod")
     assert result.returncode == 0, result.stderr
     assert "lambda shop-prod-list (orders.list_orders, payload 2.0)" in result.stdout
 
@@ -78,9 +72,7 @@ def test_bad_templates_name_the_logical_id_and_field(tmp_path: Path) -> None:
         "  Loop2:\n    Type: AWS::Serverless::Function\n"
         "    Properties: {Handler: app.handler, Runtime: python3.12, FunctionName: !Ref Loop}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "portway", "check", str(template)], capture_output=True, text=True, timeout=60
-    )
+    result = portway("check", template)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -144,9 +136,7 @@ def test_a_template_making_two_apis_is_refused_naming_them(tmp_path: Path) -> No
         "      R: {Type: Api, Properties: {Path: /r, Method: get}},\n"
         "      H: {Type: HttpApi, Properties: {Path: /h, Method: get}}}}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "portway", "check", str(template)], capture_output=True, text=True, timeout=60
-    )
+    result = portway("check", template)
     assert result.returncode == 1
     assert "ServerlessRestApi (REST), ServerlessHttpApi (HTTP)" in result.stderr
 
@@ -166,9 +156,7 @@ def test_unknown_types_and_missing_handlers_are_named(tmp_path: Path) -> None:
         "    Properties: {Handler: nowhere.handler,\n"
         "      Events: {E: {Type: Api, Properties: {Path: /x, Method: get}}}}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "portway", "check", str(template)], capture_output=True, text=True, timeout=60
-    )
+    result = portway("check", template)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
