@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Mapping
 
+from portway.state.store import Bucket
 from portway.types import Receive, Scope
 
 __all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext"]
@@ -42,6 +43,10 @@ class RequestContext:
     __slots__ = (
         "_body",
         "_receive",
+        "api_key",
+        "api_key_id",
+        "cache_status",
+        "can_invalidate_cache",
         "extended_request_id",
         "headers",
         "method",
@@ -53,6 +58,7 @@ class RequestContext:
         "scope",
         "stage",
         "stage_variables",
+        "usage_buckets",
     )
 
     def __init__(
@@ -80,6 +86,12 @@ class RequestContext:
         # API Gateway's extended request id: 16 base64 characters ending in '=' (11 random bytes).
         self.extended_request_id = binascii.b2a_base64((bits & _BITS_88).to_bytes(11), newline=False).decode()
         self.request_time_ns = time.time_ns()
+        # What earlier stages found out, for later ones, the integration and the logs:
+        self.api_key: str | None = None  # the caller's API key value, once the api_key stage accepted it
+        self.api_key_id: str | None = None
+        self.usage_buckets: tuple[Bucket, ...] = ()  # the key's usage-plan limits, for the throttle stage
+        self.can_invalidate_cache = False  # may Cache-Control: max-age=0 refresh a cached entry
+        self.cache_status: str | None = None  # "hit" or "miss" when a cache stage ran
 
     # Read from the scope when asked: most routes never need them.
 
@@ -160,6 +172,10 @@ class RequestContext:
                 break
         self._body = b"".join(chunks)
         return self._body
+
+    def replace_body(self, body: bytes) -> None:
+        """Hand later stages and the integration a different body (e.g. a decompressed one)."""
+        self._body = body
 
     def receive(self) -> Receive:
         """The raw ASGI receive, for integrations that stream the body instead of buffering it."""

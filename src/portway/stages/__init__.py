@@ -1,0 +1,1 @@
+"""Pipeline stages: one small module per feature, its settings beside its code."""
