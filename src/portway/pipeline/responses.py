@@ -31,6 +31,9 @@ class ResponseType(StrEnum):
     LAMBDA_ERROR = "LAMBDA_ERROR"  # failed invocation or malformed proxy response: not customisable on AWS
     API_CONFIGURATION_ERROR = "API_CONFIGURATION_ERROR"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    INVALID_API_KEY = "INVALID_API_KEY"  # missing, unknown or disabled API key, or no usage plan for it
+    THROTTLED = "THROTTLED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,9 @@ REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
     ResponseType.UNSUPPORTED_MEDIA_TYPE: GatewayResponse(
         415, "Unsupported Media Type", "UnsupportedMediaTypeException"
     ),
+    ResponseType.INVALID_API_KEY: GatewayResponse(403, "Forbidden", "ForbiddenException"),
+    ResponseType.THROTTLED: GatewayResponse(429, "Too Many Requests", "TooManyRequestsException"),
+    ResponseType.QUOTA_EXCEEDED: GatewayResponse(429, "Limit Exceeded", "LimitExceededException"),
 }
 
 # HTTP APIs answer with their own codes and words, and without x-amzn-ErrorType.
@@ -82,6 +88,9 @@ HTTP_RESPONSES: dict[ResponseType, GatewayResponse] = {
     ResponseType.LAMBDA_ERROR: GatewayResponse(500, "Internal Server Error", None),
     ResponseType.API_CONFIGURATION_ERROR: GatewayResponse(500, "Internal Server Error", None),
     ResponseType.UNSUPPORTED_MEDIA_TYPE: GatewayResponse(415, "Unsupported Media Type", None),
+    ResponseType.INVALID_API_KEY: GatewayResponse(403, "Forbidden", None),
+    ResponseType.THROTTLED: GatewayResponse(429, "Too Many Requests", None),
+    ResponseType.QUOTA_EXCEEDED: GatewayResponse(429, "Limit Exceeded", None),
 }
 
 ResponseTable = dict[ResponseType, GatewayResponse]
