@@ -11,6 +11,12 @@ functions:
 stages:
   dev:
     variables: {fn: products}
+    methodSettings:                 # REST APIs, as the Stage resource names them; "*/*": every method
+      "*/*": {throttlingRateLimit: 100, throttlingBurstLimit: 50}
+      "/products/{id}/GET": {cachingEnabled: true, cacheTtlInSeconds: 60}
+    cacheClusterEnabled: true       # the stage's response cache (cacheClusterSize: its bound, in GB)
+    defaultRouteSettings: {...}     # HTTP APIs: every route's default, and
+    routeSettings: {"GET /items": {...}}   # per route key
 ```
 """
 
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from portway.config.errors import DefinitionErrors, Problem, json_path
-from portway.config.model import Deployment, FunctionEntry
+from portway.config.model import ALL_METHODS_KEY, Deployment, FunctionEntry, MethodSetting, StageSettings
 from portway.config.source import load_document
 from portway.lambdas.spec import RESERVED_ENVIRONMENT
 
@@ -33,6 +39,24 @@ _HANDLER = re.compile(r"^([^\s]+/)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_
 _FUNCTION_KEYS = {"handler", "timeout", "memory", "environment", "concurrency", "description"}
 MAX_TIMEOUT_S = 900
 MEMORY_RANGE = (128, 10_240)
+_STAGE_KEYS = {
+    "variables",
+    "methodSettings",
+    "defaultRouteSettings",
+    "routeSettings",
+    "cacheClusterEnabled",
+    "cacheClusterSize",
+}
+CACHE_CLUSTER_SIZES = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")  # GB, as AWS offers them
+CACHE_TTL_MAX_S = 3600
+CACHE_CONTROL_STRATEGIES = (
+    "FAIL_WITH_403",
+    "SUCCEED_WITH_RESPONSE_HEADER",
+    "SUCCEED_WITHOUT_RESPONSE_HEADER",
+)
+# Method settings API Gateway has that change nothing in Portway (yet): accepted, so real exports load.
+_IGNORED_METHOD_KEYS = {"metricsEnabled", "loggingLevel", "dataTraceEnabled", "cacheDataEncrypted"}
+_IGNORED_ROUTE_KEYS = {"detailedMetricsEnabled", "loggingLevel", "dataTraceEnabled"}
 
 
 def load_functions(file: Path) -> Deployment:
@@ -61,26 +85,164 @@ def load_functions(file: Path) -> Deployment:
         if entry is not None:
             functions[entry.name] = entry
     stages: dict[str, dict[str, str]] = {}
+    settings: dict[str, StageSettings] = {}
     raw_stages = document.get("stages") or {}
     if not isinstance(raw_stages, Mapping):
         add(json_path("stages"), "must be a mapping of stage names to settings")
         raw_stages = {}
     for stage, spec in raw_stages.items():
         where = json_path("stages", str(stage))
-        if isinstance(spec, Mapping):
-            for key in spec:
-                if key != "variables":
-                    add(f"{where}.{key}", "unknown setting (known: variables)")
-        variables = spec.get("variables", {}) if isinstance(spec, Mapping) else None
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, Mapping):
+            add(where, f"must be a mapping (known settings: {', '.join(sorted(_STAGE_KEYS))})")
+            continue
+        for key in spec:
+            if key not in _STAGE_KEYS:
+                add(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(_STAGE_KEYS))})")
+        variables = spec.get("variables", {})
         if not isinstance(variables, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str | int | float) for k, v in variables.items()
         ):
             add(f"{where}.variables", "must be a mapping of variable names to string values")
-            continue
-        stages[str(stage)] = {k: str(v) for k, v in variables.items()}
+        else:
+            stages[str(stage)] = {k: str(v) for k, v in variables.items()}
+        parsed = _stage_settings(spec, where, add)
+        if parsed is not None:
+            settings[str(stage)] = parsed
     if problems:
         raise DefinitionErrors(problems)
-    return Deployment(source=file, functions=functions, stage_variables=stages)
+    return Deployment(source=file, functions=functions, stage_variables=stages, stage_settings=settings)
+
+
+def _stage_settings(spec: Mapping[str, Any], where: str, add: Any) -> StageSettings | None:
+    """A stage's methodSettings / route settings and cache cluster; None when it sets none of them."""
+    if not any(key in spec for key in _STAGE_KEYS - {"variables"}):
+        return None
+    method_settings: dict[tuple[str, str], MethodSetting] = {}
+    raw = spec.get("methodSettings")
+    if raw is not None:
+        if not isinstance(raw, Mapping):
+            add(f"{where}.methodSettings", "must be a mapping of 'RESOURCE/METHOD' (or '*/*') to settings")
+        else:
+            for key, value in raw.items():
+                here = f"{where}.methodSettings['{key}']"
+                target = _method_settings_key(str(key))
+                if target is None:
+                    add(here, "the key must be '*/*' or a resource path and a method, like '/items/{id}/GET'")
+                    continue
+                setting = _method_setting(value, here, _IGNORED_METHOD_KEYS, add)
+                if setting is not None:
+                    method_settings[target] = setting
+    default_route = spec.get("defaultRouteSettings")
+    if default_route is not None:
+        setting = _method_setting(default_route, f"{where}.defaultRouteSettings", _IGNORED_ROUTE_KEYS, add)
+        if setting is not None:
+            method_settings[ALL_METHODS_KEY] = setting
+    routes = spec.get("routeSettings")
+    if routes is not None:
+        if not isinstance(routes, Mapping):
+            add(f"{where}.routeSettings", "must be a mapping of route keys ('GET /items') to settings")
+        else:
+            for key, value in routes.items():
+                here = f"{where}.routeSettings['{key}']"
+                setting = _method_setting(value, here, _IGNORED_ROUTE_KEYS, add)
+                if setting is not None:
+                    method_settings[(str(key), "*")] = setting
+    enabled = spec.get("cacheClusterEnabled", False)
+    if not isinstance(enabled, bool):
+        add(f"{where}.cacheClusterEnabled", "must be true or false")
+        enabled = False
+    size = str(spec.get("cacheClusterSize", "0.5"))
+    if size not in CACHE_CLUSTER_SIZES:
+        add(f"{where}.cacheClusterSize", f"must be one of {', '.join(CACHE_CLUSTER_SIZES)} (GB)")
+        size = "0.5"
+    return StageSettings(
+        method_settings=method_settings,
+        cache_cluster_enabled=enabled,
+        cache_cluster_size_gb=float(size),
+        where=where,
+    )
+
+
+def _method_settings_key(key: str) -> tuple[str, str] | None:
+    """`/items/{id}/GET` (or AWS's escaped `~1items~1{id}/GET`) → (resource, METHOD); `*/*` → ("*", "*")."""
+    resource, slash, method = key.replace("~1", "/").rpartition("/")
+    if not slash or not method:
+        return None
+    if resource == "*":
+        return ("*", "*") if method == "*" else None
+    if not resource.startswith("/"):
+        resource = f"/{resource}"
+    method = method.upper()
+    if method != "*" and method not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"}:
+        return None
+    return resource, method
+
+
+def _method_setting(raw: Any, where: str, ignored: set[str], add: Any) -> MethodSetting | None:
+    if not isinstance(raw, Mapping):
+        add(
+            where,
+            "must be a mapping of settings (throttlingRateLimit, throttlingBurstLimit, cachingEnabled …)",
+        )
+        return None
+    known = {
+        "throttlingRateLimit",
+        "throttlingBurstLimit",
+        "cachingEnabled",
+        "cacheTtlInSeconds",
+        "requireAuthorizationForCacheControl",
+        "unauthorizedCacheControlHeaderStrategy",
+        *ignored,
+    }
+    ok = True
+    for key in raw:
+        if key not in known:
+            add(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+            ok = False
+    rate = raw.get("throttlingRateLimit")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1e12
+    ):
+        add(f"{where}.throttlingRateLimit", "must be a number of requests per second, 0 or more")
+        ok = False
+    burst = raw.get("throttlingBurstLimit")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 0):
+        add(f"{where}.throttlingBurstLimit", "must be a whole number of requests, 0 or more")
+        ok = False
+    caching = raw.get("cachingEnabled")
+    if caching is not None and not isinstance(caching, bool):
+        add(f"{where}.cachingEnabled", "must be true or false")
+        ok = False
+    ttl = raw.get("cacheTtlInSeconds")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= CACHE_TTL_MAX_S
+    ):
+        add(f"{where}.cacheTtlInSeconds", f"must be a whole number of seconds from 0 to {CACHE_TTL_MAX_S}")
+        ok = False
+    require = raw.get("requireAuthorizationForCacheControl")
+    if require is not None and not isinstance(require, bool):
+        add(f"{where}.requireAuthorizationForCacheControl", "must be true or false")
+        ok = False
+    strategy = raw.get("unauthorizedCacheControlHeaderStrategy")
+    if strategy is not None and strategy not in CACHE_CONTROL_STRATEGIES:
+        add(
+            f"{where}.unauthorizedCacheControlHeaderStrategy",
+            f"must be one of {', '.join(CACHE_CONTROL_STRATEGIES)}",
+        )
+        ok = False
+    if not ok:
+        return None
+    return MethodSetting(
+        throttling_rate_limit=float(rate) if rate is not None else None,
+        throttling_burst_limit=burst,
+        caching_enabled=caching,
+        cache_ttl_s=ttl,
+        require_authorization_for_cache_control=require,
+        unauthorized_cache_control_header_strategy=strategy,
+        where=where,
+    )
 
 
 def _function(name: str, spec: Any, file: Path, add: Any) -> FunctionEntry | None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "ANY_METHOD",
@@ -17,8 +18,12 @@ __all__ = [
     "Integration",
     "IntegrationResponse",
     "IntegrationType",
+    "MethodSetting",
     "Operation",
+    "StageSettings",
 ]
+
+T = TypeVar("T")
 
 ANY_METHOD = "ANY"
 DEFAULT_ROUTE = "$default"  # an HTTP API's catch-all route (the path "/$default" in its OpenAPI export)
@@ -63,6 +68,8 @@ class Operation:
     integration: Integration
     operation_id: str | None
     where: str  # JSON path of the operation
+    api_key_required: bool = False  # security names an apiKey scheme (x-api-key in the header)
+    cache_key_parameters: tuple[str, ...] = ()  # method.request.(querystring|header|path).NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,8 @@ class ApiDefinition:
     source: Path
     operations: tuple[Operation, ...]
     binary_media_types: tuple[str, ...] = ()
+    api_key_source: str = "HEADER"  # x-amazon-apigateway-api-key-source: HEADER or AUTHORIZER
+    minimum_compression_size: int | None = None  # x-amazon-apigateway-minimum-compression-size; None: off
     # Set by a SAM template, which names its functions and its stage itself:
     deployment: Deployment | None = None
     default_stage: str | None = None
@@ -94,9 +103,64 @@ class FunctionEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class MethodSetting:
+    """One entry of a stage's ``methodSettings`` (HTTP APIs: ``routeSettings``); None: not set here."""
+
+    throttling_rate_limit: float | None = None
+    throttling_burst_limit: int | None = None
+    caching_enabled: bool | None = None
+    cache_ttl_s: int | None = None
+    require_authorization_for_cache_control: bool | None = None
+    unauthorized_cache_control_header_strategy: str | None = None
+    where: str = ""
+
+    def over(self, default: MethodSetting) -> MethodSetting:
+        """This method's settings, falling back field by field to the stage's default (``*/*``)."""
+
+        def pick(mine: T | None, theirs: T | None) -> T | None:
+            return mine if mine is not None else theirs
+
+        return MethodSetting(
+            pick(self.throttling_rate_limit, default.throttling_rate_limit),
+            pick(self.throttling_burst_limit, default.throttling_burst_limit),
+            pick(self.caching_enabled, default.caching_enabled),
+            pick(self.cache_ttl_s, default.cache_ttl_s),
+            pick(
+                self.require_authorization_for_cache_control, default.require_authorization_for_cache_control
+            ),
+            pick(
+                self.unauthorized_cache_control_header_strategy,
+                default.unauthorized_cache_control_header_strategy,
+            ),
+            where=self.where or default.where,
+        )
+
+
+ALL_METHODS_KEY = ("*", "*")  # the "*/*" key: every method's default
+
+
+@dataclass(frozen=True, slots=True)
+class StageSettings:
+    """A stage's settings beyond its variables, named as API Gateway's Stage resource names them."""
+
+    # (resource, METHOD) -> setting; ("*", "*") is every method's default. HTTP APIs: (route key, "*"),
+    # their defaultRouteSettings under ("*", "*").
+    method_settings: Mapping[tuple[str, str], MethodSetting] = field(default_factory=dict)
+    cache_cluster_enabled: bool = False
+    cache_cluster_size_gb: float = 0.5
+    where: str = ""
+
+    def for_method(self, method: str, resource: str) -> MethodSetting:
+        default = self.method_settings.get(ALL_METHODS_KEY, MethodSetting())
+        own = self.method_settings.get((resource, method)) or self.method_settings.get((resource, "*"))
+        return own.over(default) if own is not None else default
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
-    """The functions file: functions by name, and stage variables by stage name."""
+    """The functions file: functions by name, and stage variables and settings by stage name."""
 
     source: Path | None = None
     functions: Mapping[str, FunctionEntry] = field(default_factory=dict)
     stage_variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    stage_settings: Mapping[str, StageSettings] = field(default_factory=dict)

@@ -27,6 +27,10 @@ INTEGRATION_KEY = "x-amazon-apigateway-integration"
 ANY_METHOD_KEY = "x-amazon-apigateway-any-method"
 BINARY_TYPES_KEY = "x-amazon-apigateway-binary-media-types"
 HANDLER_KEY = "x-portway-handler"
+API_KEY_SOURCE_KEY = "x-amazon-apigateway-api-key-source"
+COMPRESSION_KEY = "x-amazon-apigateway-minimum-compression-size"
+COMPRESSION_MAX = 10_485_760
+API_KEY_HEADER = "x-api-key"
 
 _METHOD_KEYS = {
     "get": "GET",
@@ -61,6 +65,8 @@ class _Collector:
         self.file = file
         self.http_api = http_api  # the document describes an HTTP API (v2), not a REST API
         self.problems: list[Problem] = []
+        self.api_key_schemes: frozenset[str] = frozenset()
+        self.default_security: Any = None  # the document's top-level security requirements
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(self.file, path, message))
@@ -87,6 +93,19 @@ def parse_openapi(document: Any, file: Path, http_api: bool | None = None) -> Ap
     info = document.get("info")
     title = str(info.get("title", file.stem)) if isinstance(info, Mapping) else file.stem
     binary = _binary_media_types(document, out)
+    key_source = document.get(API_KEY_SOURCE_KEY, "HEADER")
+    if key_source not in ("HEADER", "AUTHORIZER"):
+        out.add(json_path(API_KEY_SOURCE_KEY), "must be HEADER or AUTHORIZER")
+    compression = document.get(COMPRESSION_KEY)
+    if compression is not None and (
+        isinstance(compression, bool)
+        or not isinstance(compression, int)
+        or not 0 <= compression <= COMPRESSION_MAX
+    ):
+        out.add(json_path(COMPRESSION_KEY), f"must be a whole number of bytes from 0 to {COMPRESSION_MAX}")
+        compression = None
+    out.api_key_schemes = _api_key_schemes(document)
+    out.default_security = document.get("security")
     operations = _operations(document, out)
     if out.problems:
         raise DefinitionErrors(out.problems)
@@ -96,7 +115,36 @@ def parse_openapi(document: Any, file: Path, http_api: bool | None = None) -> Ap
         source=file,
         operations=tuple(operations),
         binary_media_types=binary,
+        api_key_source=str(key_source),
+        minimum_compression_size=compression,
     )
+
+
+def _api_key_schemes(document: Mapping[str, Any]) -> frozenset[str]:
+    """Security schemes that are API Gateway's API key: an ``apiKey`` in the ``x-api-key`` header with no
+    Lambda authorizer behind it (those come with the authorizers)."""
+    components = document.get("components")
+    schemes = components.get("securitySchemes") if isinstance(components, Mapping) else None
+    if schemes is None:
+        schemes = document.get("securityDefinitions")  # Swagger 2
+    if not isinstance(schemes, Mapping):
+        return frozenset()
+    return frozenset(
+        str(name)
+        for name, scheme in schemes.items()
+        if isinstance(scheme, Mapping)
+        and scheme.get("type") == "apiKey"
+        and str(scheme.get("name", "")).lower() == API_KEY_HEADER
+        and scheme.get("in") == "header"
+        and "x-amazon-apigateway-authorizer" not in scheme
+        and "x-amazon-apigateway-authtype" not in scheme
+    )
+
+
+def _requires_api_key(security: Any, schemes: frozenset[str]) -> bool:
+    if not isinstance(security, list):
+        return False
+    return any(isinstance(req, Mapping) and any(name in schemes for name in req) for req in security)
 
 
 def is_http_api(document: Mapping[str, Any]) -> bool:
@@ -217,13 +265,36 @@ def _operation(method: str, resource: str, op: Any, where: str, out: _Collector)
     if integration is None:
         return None
     operation_id = op.get("operationId")
+    security = op.get("security", out.default_security)
+    cache_keys = _cache_key_parameters(
+        raw.get("cacheKeyParameters"), f"{integration_where}.cacheKeyParameters", out
+    )
     return Operation(
         method=method,
         resource=resource,
         integration=integration,
         operation_id=str(operation_id) if operation_id is not None else None,
         where=where,
+        api_key_required=_requires_api_key(security, out.api_key_schemes),
+        cache_key_parameters=cache_keys,
     )
+
+
+_CACHE_KEY = re.compile(
+    r"^method\.request\.(querystring|header|path|multivaluequerystring|multivalueheader)\.[^.\s]+$"
+)
+
+
+def _cache_key_parameters(raw: Any, where: str, out: _Collector) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        out.add(where, "must be a list like ['method.request.querystring.type', 'method.request.header.X']")
+        return ()
+    for value in raw:
+        if not _CACHE_KEY.match(value):
+            out.add(where, f"{value!r}: expected method.request.(querystring|header|path).NAME")
+    return tuple(raw)
 
 
 def _string_map(raw: Any, where: str, out: _Collector) -> dict[str, str] | None:
