@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from portway.config.errors import DefinitionErrors, Problem
-from portway.config.model import DEFAULT_ROUTE, ApiDefinition, Deployment, IntegrationType, Operation
+from portway.config.model import (
+    ALL_METHODS_KEY,
+    DEFAULT_ROUTE,
+    ApiDefinition,
+    Deployment,
+    IntegrationType,
+    Operation,
+    StageSettings,
+)
 from portway.gateway import DEFAULT_STAGE, Gateway, Route
 from portway.integrations import Integration as IntegrationStage
 from portway.integrations.events import ApiInfo, stable_id
@@ -24,7 +33,11 @@ from portway.integrations.mock import (
 from portway.lambdas.runtime import LambdaRuntime
 from portway.lambdas.spec import FunctionSpec, parse_handler
 from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseTable
+from portway.pipeline.stage import Stage
 from portway.routing import DuplicateRoute, Router
+from portway.stages.throttle import ACCOUNT_BURST, ACCOUNT_LIMIT, ACCOUNT_RATE, Limit, ThrottleStage
+from portway.state.memory import MemoryStore
+from portway.state.store import Bucket, Store
 
 __all__ = ["FunctionOrigin", "Resources", "compile_gateway", "resolve_functions"]
 
@@ -43,6 +56,9 @@ class Resources:
 
     runtime: LambdaRuntime
     pools: UpstreamPools = field(default_factory=UpstreamPools)
+    store: Store = field(default_factory=MemoryStore)  # token buckets and cache entries
+    account_limit: Limit | None = ACCOUNT_LIMIT  # None: no account-level throttle
+    clock: Callable[[], float] = time.time
 
 
 @dataclass(slots=True)
@@ -332,6 +348,66 @@ def _http_proxy(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _StageContext:
+    """What every route's stages are built from: the API, its stage's settings, the shared resources."""
+
+    api: ApiDefinition
+    api_info: ApiInfo
+    stage: str
+    settings: StageSettings
+    resources: Resources
+    table: ResponseTable
+
+
+def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
+    """The route's pipeline, in API Gateway's order; a feature the route does not use has no stage."""
+    stages: list[Stage] = []
+    setting = build.settings.for_method(op.method, op.resource if op.resource != DEFAULT_ROUTE else "*")
+    if build.api.kind == "HTTP":
+        # HTTP APIs key their route settings by route key.
+        own = build.settings.method_settings.get((_route_key(op), "*"))
+        default = build.settings.method_settings.get(ALL_METHODS_KEY)
+        if own is not None:
+            setting = own.over(default) if default is not None else own
+    buckets: list[Bucket] = []
+    resources = build.resources
+    if resources.account_limit is not None:
+        buckets.append(resources.account_limit.bucket("throttle:account"))
+    if setting.throttling_rate_limit is not None or setting.throttling_burst_limit is not None:
+        limit = Limit(
+            setting.throttling_rate_limit if setting.throttling_rate_limit is not None else ACCOUNT_RATE,
+            setting.throttling_burst_limit if setting.throttling_burst_limit is not None else ACCOUNT_BURST,
+        )
+        # Stage-level limits apply to each method on its own: one bucket per method.
+        buckets.append(
+            limit.bucket(f"throttle:{build.api_info.api_id}:{build.stage}:{op.method} {op.resource}")
+        )
+    if buckets:
+        stages.append(
+            ThrottleStage(tuple(buckets), resources.store, table=build.table, clock=resources.clock)
+        )
+    return tuple(stages)
+
+
+def _check_method_settings(api: ApiDefinition, settings: StageSettings, file: Path, out: _Problems) -> None:
+    """Every methodSettings / routeSettings key must name a route of the API."""
+    http_api = api.kind == "HTTP"
+    routes = {(op.resource, op.method) for op in api.operations}
+    resources = {op.resource for op in api.operations}
+    route_keys = {_route_key(op) for op in api.operations}
+    for (resource, method), setting in settings.method_settings.items():
+        if (resource, method) == ALL_METHODS_KEY:
+            continue
+        if http_api:
+            known = resource in route_keys
+        else:
+            known = (resource, method) in routes or (method == "*" and resource in resources)
+        if not known:
+            what = resource if http_api else f"{resource}/{method}"
+            out.add(file, setting.where, f"{what}: no such route in {api.source.name}")
+
+
 def compile_gateway(
     api: ApiDefinition,
     deployment: Deployment,
@@ -360,6 +436,9 @@ def compile_gateway(
         region=next((f.region for f in functions.values()), "us-east-1"),
         deployment_id=stable_id(f"{file.resolve()}|{stage}", 6),
     )
+    settings = deployment.stage_settings.get(stage, StageSettings())
+    _check_method_settings(api, settings, deployment.source or file, out)
+    build = _StageContext(api, api_info, stage, settings, resources, table)
     routes: list[tuple[str, str, Route]] = []
     default_route: Route | None = None
     for op in api.operations:
@@ -388,16 +467,13 @@ def compile_gateway(
             integration = _mock(op, file, out, table)
         else:
             integration = _http_proxy(op, file, stage, variables, resources.pools, out, table)
-        if integration is not None and op.resource == DEFAULT_ROUTE:
-            default_route = Route(op.method, op.resource, integration, stages=(), where=op.where)
-        elif integration is not None:
-            routes.append(
-                (
-                    op.method,
-                    op.resource,
-                    Route(op.method, op.resource, integration, stages=(), where=op.where),
-                )
-            )
+        if integration is None:
+            continue
+        route = Route(op.method, op.resource, integration, stages=_route_stages(op, build), where=op.where)
+        if op.resource == DEFAULT_ROUTE:
+            default_route = route
+        else:
+            routes.append((op.method, op.resource, route))
     where_by_route = {(op.method, op.resource): op.where for op in api.operations}
 
     def conflict(method: str, resource: str, exc: DuplicateRoute) -> None:

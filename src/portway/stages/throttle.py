@@ -35,6 +35,7 @@ from portway.types import Response
 
 __all__ = [
     "ACCOUNT_BURST",
+    "ACCOUNT_LIMIT",
     "ACCOUNT_RATE",
     "Limit",
     "ThrottleStage",
@@ -55,6 +56,9 @@ class Limit:
 
     def bucket(self, key: str) -> Bucket:
         return Bucket(key, self.rate, self.burst)
+
+
+ACCOUNT_LIMIT = Limit(ACCOUNT_RATE, ACCOUNT_BURST)
 
 
 class _Outage:
