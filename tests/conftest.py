@@ -16,6 +16,8 @@ import pytest
 from portway.config.errors import Problem
 from portway.service import Service, ServiceOptions, run_event_loop
 
+pytest_plugins = ["tests.redis_fixtures"]
+
 APPS = Path(__file__).parent / "e2e" / "apps"
 
 
@@ -57,8 +59,11 @@ def start_gateway(
     stage: str | None = "dev",
     stage_variables: Mapping[str, str] | None = None,
     reload: bool = False,
+    **extra: Any,
 ) -> RunningGateway:
-    """Start a gateway in a thread with its own event loop, on a socket bound before it starts."""
+    """Start a gateway in a thread with its own event loop, on a socket bound before it starts.
+
+    ``extra``: further ServiceOptions (state, keys_state, account_limit …)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -71,6 +76,7 @@ def start_gateway(
         stage_variables=dict(stage_variables or {}),
         port=port,
         reload=reload,
+        **extra,
     )
     service = Service(options)
     ready = threading.Event()
@@ -118,6 +124,7 @@ class GatewayFactory(Protocol):
         stage: str | None = "dev",
         stage_variables: Mapping[str, str] | None = None,
         reload: bool = False,
+        **extra: Any,
     ) -> RunningGateway: ...
 
 
@@ -132,8 +139,11 @@ def gateway_factory() -> Iterator[GatewayFactory]:
         stage: str | None = "dev",
         stage_variables: Mapping[str, str] | None = None,
         reload: bool = False,
+        **extra: Any,
     ) -> RunningGateway:
-        gw = start_gateway(definition, functions, stage=stage, stage_variables=stage_variables, reload=reload)
+        gw = start_gateway(
+            definition, functions, stage=stage, stage_variables=stage_variables, reload=reload, **extra
+        )
         started.append(gw)
         return gw
 

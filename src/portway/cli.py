@@ -12,7 +12,8 @@ from typing import TypeVar
 
 from portway.config.errors import DefinitionErrors, Problem
 from portway.gateway import Gateway
-from portway.service import Service, ServiceOptions, run_event_loop
+from portway.service import DEFAULT_KEYS_STATE, Service, ServiceOptions, run_event_loop
+from portway.stages.throttle import ACCOUNT_LIMIT, Limit
 
 __all__ = ["main"]
 
@@ -25,6 +26,19 @@ def _stage_variable(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name, value
+
+
+def _account_throttle(text: str) -> Limit | None:
+    if text.lower() == "off":
+        return None
+    rate, sep, burst = text.partition("/")
+    try:
+        limit = Limit(float(rate), int(burst))
+    except ValueError:
+        limit = None
+    if not sep or limit is None or limit.rate < 0 or limit.burst < 0:
+        raise argparse.ArgumentTypeError(f"expected RATE/BURST (like 10000/5000) or 'off', got {text!r}")
+    return limit
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +90,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--reload", action="store_true", help="pick up definition and handler code changes")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--state",
+        default="memory",
+        metavar="URL",
+        help="where throttle buckets and cached responses live: 'memory' (this process, the default) or "
+        "redis://HOST:PORT/DB, shared by every gateway node using it",
+    )
+    serve.add_argument(
+        "--keys-state",
+        default=None,
+        metavar="URL",
+        help="where API keys, usage plans and quota counters live (default: the --state Redis, else "
+        f"{DEFAULT_KEYS_STATE}); the `portway keys` commands take the same --state",
+    )
+    serve.add_argument(
+        "--account-throttle",
+        type=_account_throttle,
+        default=ACCOUNT_LIMIT,
+        metavar="RATE/BURST",
+        help="account-level throttle over every route, requests/s and burst (AWS's default 10000/5000), "
+        "or 'off'",
+    )
     for name, text in (
         ("routes", "print the compiled route table"),
         ("check", "validate and import every handler"),
@@ -96,6 +132,9 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         host=getattr(args, "host", "127.0.0.1"),
         port=getattr(args, "port", 3000),
         reload=getattr(args, "reload", False),
+        state=getattr(args, "state", "memory"),
+        keys_state=getattr(args, "keys_state", None),
+        account_limit=getattr(args, "account_throttle", ACCOUNT_LIMIT),
     )
 
 

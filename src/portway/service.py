@@ -23,6 +23,9 @@ from portway.gateway import Gateway
 from portway.integrations.lambda_proxy import UnavailableFunction
 from portway.lambdas.runtime import LambdaRuntime
 from portway.server import GatewayHttpProtocol
+from portway.stages.throttle import ACCOUNT_LIMIT, Limit
+from portway.state.factory import open_store
+from portway.state.store import Store
 
 __all__ = ["Service", "ServiceOptions", "run_event_loop"]
 
@@ -50,6 +53,15 @@ class ServiceOptions:
     host: str = "127.0.0.1"
     port: int = 3000
     reload: bool = False
+    # Where throttle buckets and cache entries live: "memory" (this process) or "redis://…" (every node).
+    state: str = "memory"
+    # Where API keys, usage plans and quota counters live; None: the Redis store when ``state`` is one,
+    # else the SQLite file DEFAULT_KEYS_STATE (what survives a restart on one machine).
+    keys_state: str | None = None
+    account_limit: Limit | None = ACCOUNT_LIMIT  # None: no account-level throttle
+
+
+DEFAULT_KEYS_STATE = "sqlite:.portway/state.db"
 
 
 def _collect(load: Callable[[], T], problems: list[Problem]) -> T | None:
@@ -66,9 +78,32 @@ class Service:
     def __init__(self, options: ServiceOptions) -> None:
         self.options = options
         self.functions_file = find_functions_file(options.definition, options.functions)
-        self.resources = Resources(runtime=LambdaRuntime({}, logger=logging.getLogger("portway.lambda")))
+        self._stores: list[Store] = []
+        store = open_store(options.state)
+        self.resources = Resources(
+            runtime=LambdaRuntime({}, logger=logging.getLogger("portway.lambda")),
+            store=store,
+            account_limit=options.account_limit,
+            keys_store=self._keys_store(store),
+        )
         self.app: PortwayApp | None = None
         self.server: uvicorn.Server | None = None
+
+    def _keys_store(self, store: Store) -> Callable[[], Store]:
+        """API keys' store, opened when a route first needs it (most APIs never do)."""
+        opened: list[Store] = []
+
+        def get() -> Store:
+            if not opened:
+                url = self.options.keys_state
+                if url is None:
+                    opened.append(store if store.name == "redis" else open_store(DEFAULT_KEYS_STATE))
+                else:
+                    opened.append(open_store(url))
+                self._stores.append(opened[0])
+            return opened[0]
+
+        return get
 
     def compile(self) -> Gateway:
         """Load and compile the definition; raises DefinitionErrors naming every problem."""
@@ -158,6 +193,8 @@ class Service:
     async def close(self) -> None:
         await self.resources.runtime.close()
         await self.resources.pools.close()
+        for store in {id(s): s for s in (self.resources.store, *self._stores)}.values():
+            await store.close()
 
     def _watched(self) -> list[Path]:
         paths = {self.options.definition.resolve()}

@@ -50,6 +50,12 @@ _REQUEST_PARAMETER = re.compile(r"^integration\.request\.(path|querystring|heade
 _METHOD_PARAMETER = re.compile(r"^method\.request\.(path|querystring|header)\.(.+)$")
 
 
+def _memory_keys() -> Callable[[], Store]:
+    """Keys kept in memory, for gateways compiled without a Service (tests, `portway routes`)."""
+    store = MemoryStore()
+    return lambda: store
+
+
 @dataclass(slots=True)
 class Resources:
     """What outlives a compiled gateway (reloads swap the gateway, not these)."""
@@ -59,6 +65,8 @@ class Resources:
     store: Store = field(default_factory=MemoryStore)  # token buckets and cache entries
     account_limit: Limit | None = ACCOUNT_LIMIT  # None: no account-level throttle
     clock: Callable[[], float] = time.time
+    # API keys, usage plans and quota counters: opened on first use (a SQLite file or the Redis store).
+    keys_store: Callable[[], Store] = field(default_factory=_memory_keys)
 
 
 @dataclass(slots=True)
