@@ -1,4 +1,4 @@
-"""The ``portway`` command: serve, routes, check."""
+"""The ``portway`` command: serve, routes, check; keys, usage-plans, usage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from portway import cli_usage
 from portway.config.errors import DefinitionErrors, Problem
 from portway.gateway import Gateway
 from portway.service import DEFAULT_KEYS_STATE, Service, ServiceOptions, run_event_loop
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="account-level throttle over every route, requests/s and burst (AWS's default 10000/5000), "
         "or 'off'",
     )
+    cli_usage.register(commands)
     for name, text in (
         ("routes", "print the compiled route table"),
         ("check", "validate and import every handler"),
@@ -206,6 +208,8 @@ async def _serve(options: ServiceOptions, log_level: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in cli_usage.COMMANDS:
+        return cli_usage.run(args)
     options = _options(args)
     if args.command == "routes":
         return _routes(options)

@@ -134,6 +134,9 @@ class Service:
         except DefinitionErrors as exc:
             return list(exc.problems)
         problems = await self._prewarm(gateway)
+        if self.resources.key_cache is not None:
+            # Known keys from the start: a store outage right after a restart still lets them in.
+            await self.resources.key_cache.preload()
         self.app = PortwayApp(gateway)
         for route in gateway.routes():
             if isinstance(route.integration, UnavailableFunction):

@@ -35,9 +35,11 @@ from portway.lambdas.spec import FunctionSpec, parse_handler
 from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseTable
 from portway.pipeline.stage import Stage
 from portway.routing import DuplicateRoute, Router
+from portway.stages.api_key import ApiKeyStage
 from portway.stages.throttle import ACCOUNT_BURST, ACCOUNT_LIMIT, ACCOUNT_RATE, Limit, ThrottleStage
 from portway.state.memory import MemoryStore
 from portway.state.store import Bucket, Store
+from portway.usage_plans import KeyCache, StoreOutage
 
 __all__ = ["FunctionOrigin", "Resources", "compile_gateway", "resolve_functions"]
 
@@ -67,6 +69,15 @@ class Resources:
     clock: Callable[[], float] = time.time
     # API keys, usage plans and quota counters: opened on first use (a SQLite file or the Redis store).
     keys_store: Callable[[], Store] = field(default_factory=_memory_keys)
+    key_cache: KeyCache | None = None  # made when a route first requires an API key; shared by all
+    quota_outage: StoreOutage = field(
+        default_factory=lambda: StoreOutage("quotas", "letting requests through uncounted")
+    )
+
+    def keys(self) -> KeyCache:
+        if self.key_cache is None:
+            self.key_cache = KeyCache(self.keys_store(), clock=self.clock)
+        return self.key_cache
 
 
 @dataclass(slots=True)
@@ -380,6 +391,23 @@ def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
             setting = own.over(default) if default is not None else own
     buckets: list[Bucket] = []
     resources = build.resources
+    if op.api_key_required:
+        keys = resources.keys()
+        stages.append(
+            ApiKeyStage(
+                build.api_info.api_id,
+                build.api.title,
+                build.stage,
+                op.method,
+                op.resource,
+                build.table,
+                keys.store,
+                resources.clock,
+                source=build.api.api_key_source,
+                keys=keys,
+                quota_outage=resources.quota_outage,
+            )
+        )
     if resources.account_limit is not None:
         buckets.append(resources.account_limit.bucket("throttle:account"))
     if setting.throttling_rate_limit is not None or setting.throttling_burst_limit is not None:

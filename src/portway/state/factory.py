@@ -29,7 +29,7 @@ STORE_FORMS = (
     "or a file path ending .db, .sqlite or .sqlite3",
 )
 ERR_UNKNOWN_STORE = "unknown state store {url!r}; use one of: " + ", ".join(STORE_FORMS)
-ERR_NO_PATH = "state store {url!r} names no database file"
+ERR_NO_PATH = "state store {url!r} names no database file; use one of: " + ", ".join(STORE_FORMS)
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -54,6 +54,8 @@ def open_store(url: str, *, namespace: str = "portway", cache_bytes: int = DEFAU
         rest = text[len("sqlite:") :]
         if rest.startswith("//"):
             rest = rest[2:]
+            if rest.startswith("//"):  # SQLAlchemy's sqlite:////abs/path.db
+                rest = rest[1:]
         if not rest:
             raise ValueError(ERR_NO_PATH.format(url=url))
         return _sqlite(rest, cache_bytes)
