@@ -65,6 +65,7 @@ from datetime import time as dtime
 from enum import StrEnum
 from typing import Any
 
+from portway.state.outage import StoreOutage
 from portway.state.store import Bucket, Store, StoreError
 
 __all__ = [
@@ -723,29 +724,6 @@ def _check_one_plan_per_stage(plans: Sequence[UsagePlan]) -> None:
 
 
 # ------------------------------------------------------------------------------------- hot-path lookup
-
-
-class StoreOutage:
-    """Logs a store outage loudly once when it starts and once when it ends, never once per request."""
-
-    __slots__ = ("consequence", "down_since", "what")
-
-    def __init__(self, what: str, consequence: str) -> None:
-        self.what = what
-        self.consequence = consequence
-        self.down_since: float | None = None
-
-    def failed(self, exc: BaseException) -> None:
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            log.error(
-                "%s: state store unavailable (%s); %s until it is back", self.what, exc, self.consequence
-            )
-
-    def recovered(self) -> None:
-        if self.down_since is not None:
-            log.warning("%s: state store back after %.1f s", self.what, time.monotonic() - self.down_since)
-            self.down_since = None
 
 
 @dataclass(frozen=True, slots=True)

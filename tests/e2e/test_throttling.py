@@ -56,12 +56,12 @@ def test_account_throttle_off_leaves_routes_without_a_throttle_stage(gateway_fac
     gw = gateway_factory(API, FUNCTIONS, stage="dev", account_limit=None)
     assert gw.service.app is not None
     stages = {(r.method, r.resource): r.describe_stages() for r in gw.service.app.gateway.routes()}
-    assert stages[("GET", "/open")] == "integration"
-    assert stages[("GET", "/limited")] == "throttle → integration"
+    assert stages[("GET", "/open")] == "compress → integration"
+    assert stages[("GET", "/limited")] == "throttle → compress → integration"
 
 
 def test_the_admitted_rate_matches_the_configured_rate_in_real_time(gateway_factory: GatewayFactory) -> None:
-    """50 requests/s with a burst of 5, driven well above that for 2 s: about 5 + 50 × 2 get through."""
+    """50 requests/s with a burst of 5, driven well above that for 2 s: about 5 + 50 x 2 get through."""
     gw = gateway_factory(API, FUNCTIONS, stage="accurate", account_limit=None)
 
     async def drive() -> tuple[int, int, float]:

@@ -12,6 +12,7 @@ from portway.config.errors import DefinitionErrors, Problem
 from portway.config.model import (
     ALL_METHODS_KEY,
     DEFAULT_ROUTE,
+    HTTP_METHODS,
     ApiDefinition,
     Deployment,
     IntegrationType,
@@ -36,10 +37,13 @@ from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseT
 from portway.pipeline.stage import Stage
 from portway.routing import DuplicateRoute, Router
 from portway.stages.api_key import ApiKeyStage
+from portway.stages.cache import DEFAULT_TTL_S, SUCCEED_WITH_RESPONSE_HEADER, CacheSettings, CacheStage
+from portway.stages.compress import CompressionStage
 from portway.stages.throttle import ACCOUNT_BURST, ACCOUNT_LIMIT, ACCOUNT_RATE, Limit, ThrottleStage
 from portway.state.memory import MemoryStore
+from portway.state.outage import StoreOutage
 from portway.state.store import Bucket, Store
-from portway.usage_plans import KeyCache, StoreOutage
+from portway.usage_plans import KeyCache
 
 __all__ = ["FunctionOrigin", "Resources", "compile_gateway", "resolve_functions"]
 
@@ -70,8 +74,15 @@ class Resources:
     # API keys, usage plans and quota counters: opened on first use (a SQLite file or the Redis store).
     keys_store: Callable[[], Store] = field(default_factory=_memory_keys)
     key_cache: KeyCache | None = None  # made when a route first requires an API key; shared by all
+    # One outage report per feature, shared by its every route:
     quota_outage: StoreOutage = field(
         default_factory=lambda: StoreOutage("quotas", "letting requests through uncounted")
+    )
+    throttle_outage: StoreOutage = field(
+        default_factory=lambda: StoreOutage("throttle", "letting requests through unthrottled")
+    )
+    cache_outage: StoreOutage = field(
+        default_factory=lambda: StoreOutage("response cache", "answering from the integration")
     )
 
     def keys(self) -> KeyCache:
@@ -421,9 +432,68 @@ def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
         )
     if buckets:
         stages.append(
-            ThrottleStage(tuple(buckets), resources.store, table=build.table, clock=resources.clock)
+            ThrottleStage(
+                tuple(buckets),
+                resources.store,
+                table=build.table,
+                clock=resources.clock,
+                outage=resources.throttle_outage,
+            )
+        )
+    if build.api.kind == "REST" or build.api.minimum_compression_size is not None:
+        # REST APIs decode compressed request bodies whether or not response compression is on.
+        stages.append(CompressionStage(build.api.minimum_compression_size, build.table))
+    cache = _cache_settings(op, build)
+    if cache is not None:
+        stages.append(
+            CacheStage(
+                cache,
+                resources.store,
+                resources.clock,
+                cache_prefix(build.api_info.api_id, build.stage),
+                build.table,
+                outage=resources.cache_outage,
+            )
         )
     return tuple(stages)
+
+
+def cache_prefix(api_id: str, stage: str) -> str:
+    """Every cache key of one API stage starts with this: ``portway cache flush`` drops them."""
+    return f"cache:{api_id}:{stage}:"
+
+
+def _cache_settings(op: Operation, build: _StageContext) -> CacheSettings | None:
+    """The route's cache, when the stage has a cache cluster and the method's settings enable caching."""
+    if not build.settings.cache_cluster_enabled or op.resource == DEFAULT_ROUTE:
+        return None
+    setting = build.settings.for_method(op.method, op.resource)
+    if not setting.caching_enabled:
+        return None
+    ttl = setting.cache_ttl_s if setting.cache_ttl_s is not None else DEFAULT_TTL_S
+    if ttl == 0:
+        return None
+    # API Gateway caches GET answers; another method only when its own settings enable caching.
+    own = build.settings.method_settings.get((op.resource, op.method))
+    if own is not None and own.caching_enabled:
+        methods = frozenset(HTTP_METHODS) if op.method == "ANY" else frozenset({op.method})
+    elif op.method in ("GET", "ANY"):
+        methods = frozenset({"GET"})
+    else:
+        return None
+    return CacheSettings(
+        ttl_s=ttl,
+        require_authorization=(
+            setting.require_authorization_for_cache_control
+            if setting.require_authorization_for_cache_control is not None
+            else True
+        ),
+        unauthorized_strategy=(
+            setting.unauthorized_cache_control_header_strategy or SUCCEED_WITH_RESPONSE_HEADER
+        ),
+        key_parameters=op.cache_key_parameters,
+        methods=methods,
+    )
 
 
 def _check_method_settings(api: ApiDefinition, settings: StageSettings, file: Path, out: _Problems) -> None:

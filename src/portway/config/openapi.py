@@ -20,6 +20,7 @@ from portway.config.model import (
     IntegrationType,
     Operation,
 )
+from portway.stages.cache import parse_cache_key_parameters
 
 __all__ = ["is_openapi", "parse_openapi"]
 
@@ -267,7 +268,10 @@ def _operation(method: str, resource: str, op: Any, where: str, out: _Collector)
     operation_id = op.get("operationId")
     security = op.get("security", out.default_security)
     cache_keys = _cache_key_parameters(
-        raw.get("cacheKeyParameters"), f"{integration_where}.cacheKeyParameters", out
+        raw.get("cacheKeyParameters"),
+        f"{integration_where}.cacheKeyParameters",
+        integration.request_parameters,
+        out,
     )
     return Operation(
         method=method,
@@ -280,21 +284,13 @@ def _operation(method: str, resource: str, op: Any, where: str, out: _Collector)
     )
 
 
-_CACHE_KEY = re.compile(
-    r"^method\.request\.(querystring|header|path|multivaluequerystring|multivalueheader)\.[^.\s]+$"
-)
-
-
-def _cache_key_parameters(raw: Any, where: str, out: _Collector) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
-        out.add(where, "must be a list like ['method.request.querystring.type', 'method.request.header.X']")
-        return ()
-    for value in raw:
-        if not _CACHE_KEY.match(value):
-            out.add(where, f"{value!r}: expected method.request.(querystring|header|path).NAME")
-    return tuple(raw)
+def _cache_key_parameters(
+    raw: Any, where: str, integration_parameters: Mapping[str, str], out: _Collector
+) -> tuple[str, ...]:
+    keys, problems = parse_cache_key_parameters(raw, where, integration_parameters)
+    for path, message in problems:
+        out.add(path, message)
+    return keys
 
 
 def _string_map(raw: Any, where: str, out: _Collector) -> dict[str, str] | None:

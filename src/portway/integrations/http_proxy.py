@@ -152,11 +152,13 @@ class HttpProxyIntegration:
             url += ("&" if "?" in url else "?") + query
         return url
 
-    def _request_headers(self, ctx: RequestContext) -> list[tuple[str, str]]:
+    def _request_headers(self, ctx: RequestContext, *, sized_body: bool = False) -> list[tuple[str, str]]:
+        """The headers sent upstream; with ``sized_body`` the client's Content-Length is left for aiohttp to
+        set from the bytes actually sent (a stage may have replaced the body)."""
         headers: list[tuple[str, str]] = []
         forwarded_for = None
         for name, value in ctx.headers:
-            if name in _HOP_BY_HOP or name == b"host":
+            if name in _HOP_BY_HOP or name == b"host" or (sized_body and name == b"content-length"):
                 continue
             if name == b"x-forwarded-for":
                 forwarded_for = value.decode("latin-1")
@@ -193,7 +195,16 @@ class HttpProxyIntegration:
         length = ctx.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return gateway_response(ResponseType.REQUEST_TOO_LARGE, self.table)
-        has_body = length not in (None, b"0") or ctx.header(b"transfer-encoding") is not None
+        buffered = ctx.buffered_body
+        data: bytes | AsyncIterator[bytes] | None
+        if buffered:
+            data = buffered  # read (and perhaps replaced, e.g. decompressed) by a stage: send that
+        elif buffered is None and (
+            length not in (None, b"0") or ctx.header(b"transfer-encoding") is not None
+        ):
+            data = self._body(ctx)
+        else:
+            data = None
         method = self.method or ctx.method
         url = self._url(ctx)
         session = self.pools.session(self.origin)
@@ -204,8 +215,8 @@ class HttpProxyIntegration:
                 upstream = await session.request(
                     method,
                     url,
-                    headers=self._request_headers(ctx),
-                    data=self._body(ctx) if has_body else None,
+                    headers=self._request_headers(ctx, sized_body=isinstance(data, bytes)),
+                    data=data,
                     allow_redirects=False,
                     compress=None,
                 )

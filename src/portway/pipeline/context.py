@@ -173,6 +173,11 @@ class RequestContext:
         self._body = b"".join(chunks)
         return self._body
 
+    @property
+    def buffered_body(self) -> bytes | None:
+        """The body once read (or replaced by a stage), else None; a streaming integration sends it if set."""
+        return self._body
+
     def replace_body(self, body: bytes) -> None:
         """Hand later stages and the integration a different body (e.g. a decompressed one)."""
         self._body = body

@@ -32,9 +32,10 @@ from enum import StrEnum
 
 from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import ResponseTable, ResponseType, gateway_response
+from portway.state.outage import StoreOutage
 from portway.state.store import Store, StoreError
 from portway.types import Response
-from portway.usage_plans import KeyCache, StoreOutage, count_request
+from portway.usage_plans import KeyCache, count_request
 
 __all__ = ["API_KEY_HEADER", "ApiKeySource", "ApiKeyStage"]
 

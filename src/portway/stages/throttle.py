@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.state.memory import MemoryStore
+from portway.state.outage import StoreOutage
 from portway.state.store import Bucket, Store, StoreUnavailable
 from portway.types import Response
 
@@ -61,32 +62,6 @@ class Limit:
 ACCOUNT_LIMIT = Limit(ACCOUNT_RATE, ACCOUNT_BURST)
 
 
-class _Outage:
-    """Logs a store outage once when it starts and once when it ends, never once per request."""
-
-    __slots__ = ("down_since", "what")
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.down_since: float | None = None
-
-    def failed(self, exc: Exception) -> None:
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            log.error(
-                "%s: state store unavailable (%s); letting requests through until it is back", self.what, exc
-            )
-
-    def recovered(self) -> None:
-        if self.down_since is not None:
-            log.warning(
-                "%s: state store back after %.1f s; throttling again",
-                self.what,
-                time.monotonic() - self.down_since,
-            )
-            self.down_since = None
-
-
 class ThrottleStage:
     """Takes a token from the route's buckets (and the caller's usage-plan buckets) for every request."""
 
@@ -100,7 +75,7 @@ class ThrottleStage:
         *,
         table: ResponseTable = REST_RESPONSES,
         clock: Callable[[], float] = time.time,
-        outage: _Outage | None = None,
+        outage: StoreOutage | None = None,
     ) -> None:
         self.buckets = buckets
         self.store = store
@@ -108,7 +83,7 @@ class ThrottleStage:
         self.clock = clock
         # The in-process store answers without awaiting: call it directly, one coroutine less per request.
         self._local = store if isinstance(store, MemoryStore) else None
-        self._outage = outage or _Outage("throttle")
+        self._outage = outage or StoreOutage("throttle", "letting requests through unthrottled", log)
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
         buckets = self.buckets + ctx.usage_buckets if ctx.usage_buckets else self.buckets
