@@ -242,7 +242,12 @@ def test_routes_prints_the_route_table() -> None:
         ("GET", "/shaped", "lambda shaped (handlers.shaped)", "throttle → compress → integration"),
         ("POST", "/size", "lambda size (handlers.size)", "throttle → compress → integration"),
         ("GET", "/slow", "lambda slow (handlers.fail)", "throttle → compress → integration"),
-        ("ANY", "/upstream/{proxy+}", "http_proxy ANY http://127.0.0.1:1/{proxy}", "throttle → compress → integration"),
+        (
+            "ANY",
+            "/upstream/{proxy+}",
+            "http_proxy ANY http://127.0.0.1:1/{proxy}",
+            "throttle → compress → integration",
+        ),
         (
             "GET",
             "/users/{userId}/orders",
