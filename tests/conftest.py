@@ -47,6 +47,8 @@ class RunningGateway:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)  # type: ignore[arg-type]
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return  # stopped already (a test that restarts a gateway stops it itself)
         self.loop.call_soon_threadsafe(self.service.stop)
         self.thread.join(timeout=30)
         assert not self.thread.is_alive(), "gateway did not stop"

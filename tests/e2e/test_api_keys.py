@@ -93,3 +93,35 @@ def test_a_key_for_another_stage_is_refused(tmp_path: Path, gateway_factory: Gat
     response = httpx.get(f"{gw.base}/keyed", headers={"x-api-key": key["value"]})
     assert response.status_code == 403
     assert response.content == FORBIDDEN
+
+
+KEYS_API = Path(__file__).parent / "keys" / "api.yaml"
+
+
+def test_the_lambda_event_names_the_callers_key(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
+    state = f"sqlite:{tmp_path / 'state.db'}"
+    plan = portway(state, "usage-plans", "create", "--name", "p", "--stage", "Keys API:dev")
+    key = portway(state, "keys", "create", "--name", "k", "--plan", plan["id"])
+    gw = gateway_factory(KEYS_API, stage="dev", keys_state=state)
+    keyed = httpx.get(f"{gw.base}/identity", headers={"x-api-key": key["value"]}).json()
+    anonymous = httpx.get(f"{gw.base}/anonymous").json()
+    assert keyed["apiKey"] == key["value"]
+    assert keyed["apiKeyId"] == key["id"]
+    assert "apiKey" not in anonymous
+    assert "apiKeyId" not in anonymous
+
+
+def test_keys_and_quota_counts_survive_a_restart(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
+    state = f"sqlite:{tmp_path / 'state.db'}"
+    plan = portway(
+        state, "usage-plans", "create", "--name", "p", "--quota", "3/DAY", "--stage", "Traffic API:dev"
+    )
+    key = portway(state, "keys", "create", "--name", "k", "--plan", plan["id"])
+    headers = {"x-api-key": key["value"]}
+    first = gateway_factory(API, FUNCTIONS, stage="dev", keys_state=state)
+    before = [httpx.get(f"{first.base}/keyed", headers=headers).status_code for _ in range(2)]
+    first.stop()
+    second = gateway_factory(API, FUNCTIONS, stage="dev", keys_state=state)
+    after = [httpx.get(f"{second.base}/keyed", headers=headers).status_code for _ in range(2)]
+    assert before == [200, 200]
+    assert after == [200, 429], "the quota count went on from where the first process left it"

@@ -234,6 +234,9 @@ def build_event_v1(request: ProxyRequest) -> dict[str, Any]:
     identity = dict(_IDENTITY)
     identity["sourceIp"] = request["clientIp"]
     identity["userAgent"] = _header(request, "user-agent")
+    if "apiKeyId" in request:  # the caller's API key, once the api_key stage accepted it
+        identity["apiKey"] = request["apiKey"]
+        identity["apiKeyId"] = request["apiKeyId"]
     request_time_ns: int = request["requestTimeNs"]
     request_context: dict[str, Any] = {
         "resourceId": request["resourceId"],

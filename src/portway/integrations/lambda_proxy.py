@@ -93,6 +93,8 @@ class LambdaProxyIntegration:
         facts["resourceId"] = self.resource_id
         facts["accept"] = accept.decode("latin-1") if accept is not None else None
         facts["binaryMediaTypes"] = self.binary_media_types
+        if ctx.api_key_id is not None:
+            facts["apiKey"], facts["apiKeyId"] = ctx.api_key, ctx.api_key_id
         return facts
 
     async def __call__(self, ctx: RequestContext) -> Response:
