@@ -1,9 +1,10 @@
-"""The ``portway`` command: serve, routes, check; keys, usage-plans, usage."""
+"""The ``portway`` command: serve, routes, check; keys, usage-plans, usage; cache flush."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from portway import cli_usage
+from portway.config.compile import cache_prefix
 from portway.config.errors import DefinitionErrors, Problem
 from portway.gateway import Gateway
 from portway.service import DEFAULT_KEYS_STATE, Service, ServiceOptions, run_event_loop
 from portway.stages.throttle import ACCOUNT_LIMIT, Limit
+from portway.state.factory import open_store
+from portway.state.store import StoreError
 
 __all__ = ["main"]
 
@@ -114,6 +118,20 @@ def _parser() -> argparse.ArgumentParser:
         "or 'off'",
     )
     cli_usage.register(commands)
+    cache = commands.add_parser("cache", help="the stage's response cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    flush = cache_commands.add_parser(
+        "flush",
+        help="drop every cached response of one API stage (as FlushStageCache does)",
+        description="Drop every cached response of one API stage. With --state redis://… the shared cache "
+        "is flushed directly; a gateway on the in-process memory store flushes its own cache on SIGUSR1 "
+        "(give --pid).",
+    )
+    definition_args(flush)
+    overrides(flush)
+    flush_target = flush.add_mutually_exclusive_group(required=True)
+    flush_target.add_argument("--state", metavar="URL", help="the store the gateways cache in (redis://…)")
+    flush_target.add_argument("--pid", type=int, help="a `portway serve` process using the memory store")
     for name, text in (
         ("routes", "print the compiled route table"),
         ("check", "validate and import every handler"),
@@ -171,6 +189,46 @@ def _routes(options: ServiceOptions) -> int:
     return 0
 
 
+async def _flush_cache(options: ServiceOptions, state: str) -> int:
+    service = Service(options)
+    try:
+        gateway = service.compile()
+    except DefinitionErrors as exc:
+        return _print_problems(exc.problems)
+    try:
+        store = open_store(state)
+    except ValueError as exc:
+        print(f"error: --state: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if store.name == "memory":
+        print(
+            "error: --state memory: an in-process cache lives inside its `portway serve` process; flush it "
+            "with --pid PID (the process flushes on SIGUSR1)",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEMS
+    try:
+        dropped = await store.cache_drop(cache_prefix(gateway.api_info.api_id, gateway.stage))
+    except StoreError as exc:
+        print(f"error: --state {state}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    finally:
+        await store.close()
+        await service.close()
+    print(f"flushed {dropped} cached response(s) of {gateway.api.title}, stage {gateway.stage}")
+    return 0
+
+
+def _signal_flush(pid: int) -> int:
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError as exc:
+        print(f"error: --pid {pid}: {exc.strerror}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"asked process {pid} to flush its response cache")
+    return 0
+
+
 async def _check(options: ServiceOptions) -> int:
     service = Service(options)
     try:
@@ -210,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in cli_usage.COMMANDS:
         return cli_usage.run(args)
+    if args.command == "cache" and args.pid is not None:
+        return _signal_flush(args.pid)
     options = _options(args)
+    if args.command == "cache":
+        return run_event_loop(_flush_cache(options, args.state))
     if args.command == "routes":
         return _routes(options)
     if args.command == "check":

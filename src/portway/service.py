@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from portway.app import PortwayApp
-from portway.config.compile import Resources, compile_gateway
+from portway.config.compile import Resources, cache_prefix, compile_gateway
 from portway.config.errors import DefinitionError, DefinitionErrors, Problem
 from portway.config.loader import find_functions_file, load_definition, load_deployment
 from portway.config.model import Deployment
@@ -25,7 +27,7 @@ from portway.lambdas.runtime import LambdaRuntime
 from portway.server import GatewayHttpProtocol
 from portway.stages.throttle import ACCOUNT_LIMIT, Limit
 from portway.state.factory import open_store
-from portway.state.store import Store
+from portway.state.store import Store, StoreError
 
 __all__ = ["Service", "ServiceOptions", "run_event_loop"]
 
@@ -180,14 +182,40 @@ class Service:
         )
         self.server = uvicorn.Server(config)
         watcher = asyncio.create_task(self._watch()) if self.options.reload else None
+        flushing = self._flush_on_signal()
         try:
             await self.server.serve(sockets=[sock] if sock is not None else None)
         finally:
+            if flushing:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await self.close()
+
+    def _flush_on_signal(self) -> bool:
+        """SIGUSR1 flushes the in-process response cache (``portway cache flush --pid``). Only the main
+        thread can take signals: a service run in another thread (tests) has no handler."""
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+            return False
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self.flush_cache()))
+        return True
+
+    async def flush_cache(self) -> int:
+        """Drop every cached response of the served stage; the number dropped."""
+        assert self.app is not None
+        gateway = self.app.gateway
+        try:
+            dropped = await self.resources.store.cache_drop(
+                cache_prefix(gateway.api_info.api_id, gateway.stage)
+            )
+        except StoreError as exc:
+            log.error("response cache not flushed: %s", exc)
+            return 0
+        log.info("response cache flushed: %d entr%s dropped", dropped, "y" if dropped == 1 else "ies")
+        return dropped
 
     def stop(self) -> None:
         if self.server is not None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,9 +25,15 @@ FUNCTIONS = TRAFFIC / "functions.yaml"
 START_TIMEOUT_S = 30.0
 
 
+@dataclass(frozen=True)
+class Node:
+    base: str  # the stage's base URL
+    pid: int
+
+
 @contextlib.contextmanager
-def node(state: str, stage: str) -> Iterator[str]:
-    """A `portway serve` process (a gateway node of its own) using ``state``; yields its stage's base URL."""
+def node(state: str, stage: str) -> Iterator[Node]:
+    """A `portway serve` process (a gateway node of its own) using ``state``."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -47,7 +54,7 @@ def node(state: str, stage: str) -> Iterator[str]:
             except OSError:
                 assert time.monotonic() < deadline, "node did not start"
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/{stage}"
+        yield Node(f"http://127.0.0.1:{port}/{stage}", process.pid)
     finally:
         process.terminate()
         try:
@@ -88,9 +95,9 @@ def test_two_nodes_over_one_redis_admit_the_configured_rate_together() -> None:
         node(redis.url, "accurate") as first,
         node(redis.url, "accurate") as second,
     ):
-        for url in (first, second):  # both serve before the clock starts
+        for url in (first.base, second.base):  # both serve before the clock starts
             assert httpx.get(f"{url}/open").status_code == 200
-        ok, refused, elapsed = asyncio.run(hammer([first, second], 3.0))
+        ok, refused, elapsed = asyncio.run(hammer([first.base, second.base], 3.0))
     expected = 5 + 50 * elapsed
     assert refused > ok
     assert abs(ok - expected) <= 0.05 * expected, (ok, expected, refused)
