@@ -37,7 +37,7 @@ ECHO_CALLS = 0
 
 
 def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The body it received, and the Content-Encoding / Content-Length headers it saw (None when absent)."""
+    """The body it received, and the Content-Encoding header it saw (None when absent)."""
     global ECHO_CALLS
     ECHO_CALLS += 1
     headers = {name.lower(): value for name, value in (event["headers"] or {}).items()}
@@ -50,7 +50,6 @@ def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "body": event["body"],
                 "isBase64Encoded": event["isBase64Encoded"],
                 "contentEncoding": headers.get("content-encoding"),
-                "contentLength": headers.get("content-length"),
             }
         ),
     }
