@@ -16,6 +16,7 @@ from portway.config.model import (
     ApiDefinition,
     Deployment,
     IntegrationType,
+    MethodSetting,
     Operation,
     StageSettings,
 )
@@ -393,13 +394,7 @@ class _StageContext:
 def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
     """The route's pipeline, in API Gateway's order; a feature the route does not use has no stage."""
     stages: list[Stage] = []
-    setting = build.settings.for_method(op.method, op.resource if op.resource != DEFAULT_ROUTE else "*")
-    if build.api.kind == "HTTP":
-        # HTTP APIs key their route settings by route key.
-        own = build.settings.method_settings.get((_route_key(op), "*"))
-        default = build.settings.method_settings.get(ALL_METHODS_KEY)
-        if own is not None:
-            setting = own.over(default) if default is not None else own
+    setting, own = _method_settings(op, build)
     buckets: list[Bucket] = []
     resources = build.resources
     if op.api_key_required:
@@ -443,7 +438,7 @@ def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
     if build.api.kind == "REST" or build.api.minimum_compression_size is not None:
         # REST APIs decode compressed request bodies whether or not response compression is on.
         stages.append(CompressionStage(build.api.minimum_compression_size, build.table))
-    cache = _cache_settings(op, build)
+    cache = _cache_settings(op, build, setting, own)
     if cache is not None:
         stages.append(
             CacheStage(
@@ -463,18 +458,33 @@ def cache_prefix(api_id: str, stage: str) -> str:
     return f"cache:{api_id}:{stage}:"
 
 
-def _cache_settings(op: Operation, build: _StageContext) -> CacheSettings | None:
+def _method_settings(op: Operation, build: _StageContext) -> tuple[MethodSetting, MethodSetting | None]:
+    """The route's settings (its own entry over the stage's ``*/*`` default), and its own entry if any.
+
+    REST APIs key their methodSettings by resource and method; HTTP APIs key routeSettings by route key."""
+    entries = build.settings.method_settings
+    default = entries.get(ALL_METHODS_KEY, MethodSetting())
+    if build.api.kind == "HTTP":
+        own = entries.get((_route_key(op), "*"))
+    else:
+        own = entries.get((op.resource, op.method)) or entries.get((op.resource, "*"))
+    return (own.over(default) if own is not None else default), own
+
+
+def _cache_settings(
+    op: Operation, build: _StageContext, setting: MethodSetting, own: MethodSetting | None
+) -> CacheSettings | None:
     """The route's cache, when the stage has a cache cluster and the method's settings enable caching."""
-    if not build.settings.cache_cluster_enabled or op.resource == DEFAULT_ROUTE:
-        return None
-    setting = build.settings.for_method(op.method, op.resource)
-    if not setting.caching_enabled:
+    if (
+        not build.settings.cache_cluster_enabled
+        or op.resource == DEFAULT_ROUTE
+        or not setting.caching_enabled
+    ):
         return None
     ttl = setting.cache_ttl_s if setting.cache_ttl_s is not None else DEFAULT_TTL_S
     if ttl == 0:
         return None
     # API Gateway caches GET answers; another method only when its own settings enable caching.
-    own = build.settings.method_settings.get((op.resource, op.method))
     if own is not None and own.caching_enabled:
         methods = frozenset(HTTP_METHODS) if op.method == "ANY" else frozenset({op.method})
     elif op.method in ("GET", "ANY"):
