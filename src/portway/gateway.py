@@ -40,25 +40,29 @@ class Route:
     stages: tuple[Stage, ...] = ()
     where: str = ""
     needs_body: bool = field(init=False)  # some stage, or the integration, reads the whole body first
+    responders: tuple[bool, ...] = field(init=False)  # per stage: does its on_response change anything
 
     def __post_init__(self) -> None:
         needs = self.integration.needs_body or any(stage.needs_body for stage in self.stages)
         object.__setattr__(self, "needs_body", needs)
+        object.__setattr__(self, "responders", tuple(stage.responds for stage in self.stages))
 
     async def run(self, ctx: RequestContext) -> Response:
-        if not self.stages:
-            return await self.integration(ctx)
-        ran: list[Stage] = []
+        stages = self.stages
+        ran = 0
         response: Response | None = None
-        for stage in self.stages:
-            ran.append(stage)
+        for stage in stages:
+            ran += 1
             response = await stage.on_request(ctx)
             if response is not None:
                 break
         if response is None:
             response = await self.integration(ctx)
-        for stage in reversed(ran):
-            response = await stage.on_response(ctx, response)
+        responders = self.responders
+        while ran:  # unwind the stages that ran, last first, skipping those that never change a response
+            ran -= 1
+            if responders[ran]:
+                response = await stages[ran].on_response(ctx, response)
         return response
 
     def describe_stages(self) -> str:

@@ -58,6 +58,7 @@ class ApiKeyStage:
 
     name = "api_key"
     needs_body = False
+    responds = False
 
     def __init__(
         self,

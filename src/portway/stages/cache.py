@@ -451,6 +451,7 @@ class CacheStage:
 
     name = "cache"
     needs_body = False
+    responds = True
 
     def __init__(
         self,

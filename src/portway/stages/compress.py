@@ -416,6 +416,7 @@ class CompressionStage:
                 f"(available: {', '.join(c for c in PREFERENCE if c in AVAILABLE_CODINGS)})"
             )
         self.minimum_size = minimum_size
+        self.responds = minimum_size is not None  # decoding requests only: nothing to do on the way out
         self.table = table
         self.codings = names
         self._choices: dict[bytes, _Codec | None] = {}

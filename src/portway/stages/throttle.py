@@ -67,6 +67,7 @@ class ThrottleStage:
 
     name = "throttle"
     needs_body = False
+    responds = False
 
     def __init__(
         self,
@@ -91,7 +92,9 @@ class ThrottleStage:
             return None
         now = self.clock()
         if self._local is not None:
-            admission = self._local.take_now(buckets, now)
+            retry_after = self._local.admit_now(buckets, now)
+            if retry_after is None:
+                return None
         else:
             try:
                 admission = await self.store.take(buckets, now)
@@ -100,11 +103,12 @@ class ThrottleStage:
                 return None
             if self._outage.down_since is not None:
                 self._outage.recovered()
-        if admission.allowed:
-            return None
+            if admission.allowed:
+                return None
+            retry_after = admission.retry_after
         response = gateway_response(ResponseType.THROTTLED, self.table)
-        if math.isfinite(admission.retry_after):
-            response.headers.append((b"retry-after", b"%d" % max(1, math.ceil(admission.retry_after))))
+        if math.isfinite(retry_after):
+            response.headers.append((b"retry-after", b"%d" % max(1, math.ceil(retry_after))))
         return response
 
     async def on_response(self, ctx: RequestContext, response: Response) -> Response:

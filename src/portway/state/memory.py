@@ -33,25 +33,38 @@ class MemoryStore:
 
     def take_now(self, buckets: Sequence[Bucket], now: float, cost: int = 1) -> Admission:
         """:meth:`take` without the coroutine, for callers on the hot path that know the store is local."""
-        states: list[list[float]] = []
-        refused: int | None = None
-        retry_after = 0.0
-        for index, bucket in enumerate(buckets):
-            state = self._buckets.get(bucket.key)
-            if state is None:
-                state = self._buckets[bucket.key] = [float(bucket.burst), now]
-            elif now > state[1]:
-                state[0] = min(float(bucket.burst), state[0] + (now - state[1]) * bucket.rate)
-                state[1] = now
-            states.append(state)
-            if refused is None and state[0] < cost:
-                refused = index
-                retry_after = _retry_after(state[0], cost, bucket)
-        if refused is not None:
-            return Admission(False, tuple(math.floor(s[0]) for s in states), refused, retry_after)
+        states = [self._refilled(bucket, now) for bucket in buckets]
+        for index, (bucket, state) in enumerate(zip(buckets, states, strict=True)):
+            if state[0] < cost:
+                remaining = tuple(math.floor(s[0]) for s in states)
+                return Admission(False, remaining, index, _retry_after(state[0], cost, bucket))
         for state in states:
             state[0] -= cost
         return Admission(True, tuple(math.floor(s[0]) for s in states))
+
+    def admit_now(self, buckets: Sequence[Bucket], now: float) -> float | None:
+        """The throttle's fast path: take one token from every bucket, or none; None when taken, else the
+        seconds until the first short bucket will have one (what :meth:`take_now` answers, minus the
+        allocations)."""
+        states = []
+        for bucket in buckets:
+            state = self._refilled(bucket, now)
+            if state[0] < 1:
+                return _retry_after(state[0], 1, bucket)
+            states.append(state)
+        for state in states:
+            state[0] -= 1
+        return None
+
+    def _refilled(self, bucket: Bucket, now: float) -> list[float]:
+        """The bucket's [tokens, time] refilled up to ``now`` (never backwards), created full."""
+        state = self._buckets.get(bucket.key)
+        if state is None:
+            state = self._buckets[bucket.key] = [float(bucket.burst), now]
+        elif now > state[1]:
+            state[0] = min(float(bucket.burst), state[0] + (now - state[1]) * bucket.rate)
+            state[1] = now
+        return state
 
     async def count(
         self, key: str, amount: int, limit: int | None, window_end: float, now: float
