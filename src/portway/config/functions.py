@@ -23,7 +23,7 @@ stages:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,19 @@ from portway.config.model import ALL_METHODS_KEY, Deployment, FunctionEntry, Met
 from portway.config.source import load_document
 from portway.lambdas.spec import RESERVED_ENVIRONMENT
 
-__all__ = ["load_functions"]
+__all__ = [
+    "CACHE_CLUSTER_SIZES",
+    "IGNORED_METHOD_KEYS",
+    "IGNORED_ROUTE_KEYS",
+    "METHOD_SETTING_KEYS",
+    "Add",
+    "cache_cluster",
+    "load_functions",
+    "method_setting",
+    "method_settings_key",
+]
+
+Add = Callable[[str, str], None]  # reports one problem: (JSON path, message)
 
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HANDLER = re.compile(r"^([^\s]+/)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -54,9 +66,20 @@ CACHE_CONTROL_STRATEGIES = (
     "SUCCEED_WITH_RESPONSE_HEADER",
     "SUCCEED_WITHOUT_RESPONSE_HEADER",
 )
+# The method settings Portway applies, as the Stage resource names them (a SAM template capitalises them).
+METHOD_SETTING_KEYS = frozenset(
+    {
+        "throttlingRateLimit",
+        "throttlingBurstLimit",
+        "cachingEnabled",
+        "cacheTtlInSeconds",
+        "requireAuthorizationForCacheControl",
+        "unauthorizedCacheControlHeaderStrategy",
+    }
+)
 # Method settings API Gateway has that change nothing in Portway (yet): accepted, so real exports load.
-_IGNORED_METHOD_KEYS = {"metricsEnabled", "loggingLevel", "dataTraceEnabled", "cacheDataEncrypted"}
-_IGNORED_ROUTE_KEYS = {"detailedMetricsEnabled", "loggingLevel", "dataTraceEnabled"}
+IGNORED_METHOD_KEYS = frozenset({"metricsEnabled", "loggingLevel", "dataTraceEnabled", "cacheDataEncrypted"})
+IGNORED_ROUTE_KEYS = frozenset({"detailedMetricsEnabled", "loggingLevel", "dataTraceEnabled"})
 
 
 def load_functions(file: Path) -> Deployment:
@@ -115,7 +138,7 @@ def load_functions(file: Path) -> Deployment:
     return Deployment(source=file, functions=functions, stage_variables=stages, stage_settings=settings)
 
 
-def _stage_settings(spec: Mapping[str, Any], where: str, add: Any) -> StageSettings | None:
+def _stage_settings(spec: Mapping[str, Any], where: str, add: Add) -> StageSettings | None:
     """A stage's methodSettings / route settings and cache cluster; None when it sets none of them."""
     if not any(key in spec for key in _STAGE_KEYS - {"variables"}):
         return None
@@ -127,16 +150,21 @@ def _stage_settings(spec: Mapping[str, Any], where: str, add: Any) -> StageSetti
         else:
             for key, value in raw.items():
                 here = f"{where}.methodSettings['{key}']"
-                target = _method_settings_key(str(key))
+                target = method_settings_key(str(key))
                 if target is None:
                     add(here, "the key must be '*/*' or a resource path and a method, like '/items/{id}/GET'")
                     continue
-                setting = _method_setting(value, here, _IGNORED_METHOD_KEYS, add)
+                setting = method_setting(value, here, add, known=METHOD_SETTING_KEYS | IGNORED_METHOD_KEYS)
                 if setting is not None:
                     method_settings[target] = setting
     default_route = spec.get("defaultRouteSettings")
     if default_route is not None:
-        setting = _method_setting(default_route, f"{where}.defaultRouteSettings", _IGNORED_ROUTE_KEYS, add)
+        setting = method_setting(
+            default_route,
+            f"{where}.defaultRouteSettings",
+            add,
+            known=METHOD_SETTING_KEYS | IGNORED_ROUTE_KEYS,
+        )
         if setting is not None:
             method_settings[ALL_METHODS_KEY] = setting
     routes = spec.get("routeSettings")
@@ -146,26 +174,39 @@ def _stage_settings(spec: Mapping[str, Any], where: str, add: Any) -> StageSetti
         else:
             for key, value in routes.items():
                 here = f"{where}.routeSettings['{key}']"
-                setting = _method_setting(value, here, _IGNORED_ROUTE_KEYS, add)
+                setting = method_setting(value, here, add, known=METHOD_SETTING_KEYS | IGNORED_ROUTE_KEYS)
                 if setting is not None:
                     method_settings[(str(key), "*")] = setting
-    enabled = spec.get("cacheClusterEnabled", False)
-    if not isinstance(enabled, bool):
-        add(f"{where}.cacheClusterEnabled", "must be true or false")
-        enabled = False
-    size = str(spec.get("cacheClusterSize", "0.5"))
-    if size not in CACHE_CLUSTER_SIZES:
-        add(f"{where}.cacheClusterSize", f"must be one of {', '.join(CACHE_CLUSTER_SIZES)} (GB)")
-        size = "0.5"
+    enabled, size = cache_cluster(
+        spec.get("cacheClusterEnabled", False),
+        spec.get("cacheClusterSize", "0.5"),
+        f"{where}.cacheClusterEnabled",
+        f"{where}.cacheClusterSize",
+        add,
+    )
     return StageSettings(
         method_settings=method_settings,
         cache_cluster_enabled=enabled,
-        cache_cluster_size_gb=float(size),
+        cache_cluster_size_gb=size,
         where=where,
     )
 
 
-def _method_settings_key(key: str) -> tuple[str, str] | None:
+def cache_cluster(
+    enabled: Any, size: Any, enabled_where: str, size_where: str, add: Add
+) -> tuple[bool, float]:
+    """A stage's cache cluster: whether it is on, and its size in GB (bad values reported, then off / 0.5)."""
+    if not isinstance(enabled, bool):
+        add(enabled_where, "must be true or false")
+        enabled = False
+    text = str(size)
+    if text not in CACHE_CLUSTER_SIZES:
+        add(size_where, f"must be one of {', '.join(CACHE_CLUSTER_SIZES)} (GB)")
+        text = "0.5"
+    return enabled, float(text)
+
+
+def method_settings_key(key: str) -> tuple[str, str] | None:
     """`/items/{id}/GET` (or AWS's escaped `~1items~1{id}/GET`) → (resource, METHOD); `*/*` → ("*", "*")."""
     resource, slash, method = key.replace("~1", "/").rpartition("/")
     if not slash or not method:
@@ -180,57 +221,64 @@ def _method_settings_key(key: str) -> tuple[str, str] | None:
     return resource, method
 
 
-def _method_setting(raw: Any, where: str, ignored: set[str], add: Any) -> MethodSetting | None:
+def _as_written(name: str) -> str:
+    return name
+
+
+def method_setting(
+    raw: Any,
+    where: str,
+    add: Add,
+    *,
+    known: Collection[str] = METHOD_SETTING_KEYS | IGNORED_METHOD_KEYS,
+    spell: Callable[[str], str] = _as_written,
+) -> MethodSetting | None:
+    """One method's (or route's) settings, or None after reporting every bad value.
+
+    ``known``: the settings accepted, named as the functions file names them (those of METHOD_SETTING_KEYS
+    not in it are unknown here); ``spell``: how the file at hand writes a name (a SAM template: capitalised).
+    """
+    names = {spell(name): name for name in known}
     if not isinstance(raw, Mapping):
-        add(
-            where,
-            "must be a mapping of settings (throttlingRateLimit, throttlingBurstLimit, cachingEnabled …)",
-        )
+        shown = [spell(name) for name in ("throttlingRateLimit", "throttlingBurstLimit", "cachingEnabled")]
+        add(where, f"must be a mapping of settings ({', '.join(n for n in shown if names.get(n))} …)")
         return None
-    known = {
-        "throttlingRateLimit",
-        "throttlingBurstLimit",
-        "cachingEnabled",
-        "cacheTtlInSeconds",
-        "requireAuthorizationForCacheControl",
-        "unauthorizedCacheControlHeaderStrategy",
-        *ignored,
-    }
     ok = True
     for key in raw:
-        if key not in known:
-            add(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+        if key not in names:
+            add(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(names))})")
             ok = False
-    rate = raw.get("throttlingRateLimit")
+
+    def get(name: str) -> tuple[Any, str]:
+        return (raw.get(spell(name)) if name in known else None), f"{where}.{spell(name)}"
+
+    rate, rate_where = get("throttlingRateLimit")
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1e12
     ):
-        add(f"{where}.throttlingRateLimit", "must be a number of requests per second, 0 or more")
+        add(rate_where, "must be a number of requests per second, 0 or more")
         ok = False
-    burst = raw.get("throttlingBurstLimit")
+    burst, burst_where = get("throttlingBurstLimit")
     if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 0):
-        add(f"{where}.throttlingBurstLimit", "must be a whole number of requests, 0 or more")
+        add(burst_where, "must be a whole number of requests, 0 or more")
         ok = False
-    caching = raw.get("cachingEnabled")
+    caching, caching_where = get("cachingEnabled")
     if caching is not None and not isinstance(caching, bool):
-        add(f"{where}.cachingEnabled", "must be true or false")
+        add(caching_where, "must be true or false")
         ok = False
-    ttl = raw.get("cacheTtlInSeconds")
+    ttl, ttl_where = get("cacheTtlInSeconds")
     if ttl is not None and (
         isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= CACHE_TTL_MAX_S
     ):
-        add(f"{where}.cacheTtlInSeconds", f"must be a whole number of seconds from 0 to {CACHE_TTL_MAX_S}")
+        add(ttl_where, f"must be a whole number of seconds from 0 to {CACHE_TTL_MAX_S}")
         ok = False
-    require = raw.get("requireAuthorizationForCacheControl")
+    require, require_where = get("requireAuthorizationForCacheControl")
     if require is not None and not isinstance(require, bool):
-        add(f"{where}.requireAuthorizationForCacheControl", "must be true or false")
+        add(require_where, "must be true or false")
         ok = False
-    strategy = raw.get("unauthorizedCacheControlHeaderStrategy")
+    strategy, strategy_where = get("unauthorizedCacheControlHeaderStrategy")
     if strategy is not None and strategy not in CACHE_CONTROL_STRATEGIES:
-        add(
-            f"{where}.unauthorizedCacheControlHeaderStrategy",
-            f"must be one of {', '.join(CACHE_CONTROL_STRATEGIES)}",
-        )
+        add(strategy_where, f"must be one of {', '.join(CACHE_CONTROL_STRATEGIES)}")
         ok = False
     if not ok:
         return None

@@ -10,19 +10,38 @@ Explicit ``AWS::Serverless::Api`` / ``AWS::Serverless::HttpApi`` resources are r
 DefinitionBody with its intrinsics resolved, or a local DefinitionUri), with the events bound to them through
 ``RestApiId`` / ``ApiId`` added to their routes. One API is served per process: a template making several is
 refused, naming them.
+
+The API's stage settings become the stage's, as a functions file's ``stages.NAME`` would set them: a REST
+API's ``MethodSettings`` (CloudFormation's list, ``ResourcePath: /*`` with ``HttpMethod: '*'`` for every
+method), ``CacheClusterEnabled`` / ``CacheClusterSize``, ``MinimumCompressionSize``, ``ApiKeySourceType`` and
+``Auth.ApiKeyRequired`` (an ``Api`` event's own ``Auth.ApiKeyRequired`` wins for its method); an HTTP API's
+``DefaultRouteSettings`` / ``RouteSettings`` and its events' ``RouteSettings``. ``Globals.Api`` /
+``Globals.HttpApi`` supply them too (the implicit APIs have no other place for them), under the resource's
+own: maps merge, settings for the same method merge field by field. ``Auth.UsagePlan`` makes nothing: the
+resources SAM would create are listed as not emulated (plans and keys are made with ``portway usage-plans``
+and ``portway keys``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from portway.config.cfn import ResolveError, Resolver, load_template
+from portway.config.cfn import NO_VALUE, ResolveError, Resolver, load_template
 from portway.config.errors import DefinitionError, DefinitionErrors, Problem, json_path
+from portway.config.functions import (
+    IGNORED_METHOD_KEYS,
+    IGNORED_ROUTE_KEYS,
+    Add,
+    cache_cluster,
+    method_setting,
+    method_settings_key,
+)
 from portway.config.model import (
+    ALL_METHODS_KEY,
     ANY_METHOD,
     DEFAULT_ROUTE,
     HTTP_METHODS,
@@ -31,9 +50,11 @@ from portway.config.model import (
     FunctionEntry,
     Integration,
     IntegrationType,
+    MethodSetting,
     Operation,
+    StageSettings,
 )
-from portway.config.openapi import parse_openapi
+from portway.config.openapi import COMPRESSION_MAX, parse_openapi
 
 __all__ = ["is_sam", "parse_sam"]
 
@@ -58,6 +79,46 @@ IMPLICIT_REST = "ServerlessRestApi"  # SAM's logical ids for the APIs it makes f
 IMPLICIT_HTTP = "ServerlessHttpApi"
 DEFAULT_TIMEOUT_S = 3
 DEFAULT_MEMORY_MB = 128
+# The stage settings read from an API (and from Globals.Api / Globals.HttpApi), by the API's kind.
+_SETTINGS_PROPERTIES = {
+    "REST": (
+        "MethodSettings",
+        "CacheClusterEnabled",
+        "CacheClusterSize",
+        "MinimumCompressionSize",
+        "ApiKeySourceType",
+        "Auth",
+    ),
+    "HTTP": ("DefaultRouteSettings", "RouteSettings"),
+}
+_GLOBALS_SECTION = {"REST": "Api", "HTTP": "HttpApi"}
+# CloudFormation's MethodSetting (Stage.MethodSettings) and an HTTP API's RouteSettings, as the functions file
+# names them: the cache-control settings API Gateway has are not CloudFormation properties.
+_SAM_METHOD_KEYS = frozenset(
+    {
+        "throttlingRateLimit",
+        "throttlingBurstLimit",
+        "cachingEnabled",
+        "cacheTtlInSeconds",
+        *IGNORED_METHOD_KEYS,
+    }
+)
+_SAM_ROUTE_KEYS = frozenset({"throttlingRateLimit", "throttlingBurstLimit", *IGNORED_ROUTE_KEYS})
+# A parameter's value is a string: CloudFormation converts it to the property's type, and so does Portway.
+_INTEGER_PROPERTIES = frozenset({"ThrottlingBurstLimit", "CacheTtlInSeconds", "MinimumCompressionSize"})
+_NUMBER_PROPERTIES = frozenset({"ThrottlingRateLimit"})
+_BOOLEAN_PROPERTIES = frozenset(
+    {
+        "CachingEnabled",
+        "CacheDataEncrypted",
+        "MetricsEnabled",
+        "DataTraceEnabled",
+        "DetailedMetricsEnabled",
+        "CacheClusterEnabled",
+        "ApiKeyRequired",
+    }
+)
+USAGE_PLAN_CHOICES = ("PER_API", "SHARED", "NONE")
 
 
 def is_sam(document: Any) -> bool:
@@ -126,6 +187,7 @@ def parse_sam(
     functions: dict[str, FunctionEntry] = {}
     apis: dict[str, _Api] = {}
     not_emulated: list[str] = []
+    api_globals = {kind: _api_globals(globals_, kind, resolver, file, problems) for kind in _GLOBALS_SECTION}
     for logical_id, resource in resources.items():
         where = json_path("Resources", str(logical_id))
         if not isinstance(resource, Mapping) or not isinstance(resource.get("Type"), str):
@@ -133,7 +195,7 @@ def parse_sam(
             continue
         kind = resource["Type"]
         if kind in EXPLICIT_APIS:
-            api = _explicit_api(logical_id, kind, resource, resolver, file, where, problems)
+            api = _explicit_api(logical_id, kind, resource, resolver, file, where, api_globals, problems)
             if api is not None:
                 apis[logical_id] = api
         elif _unknown_type(kind):
@@ -154,8 +216,11 @@ def parse_sam(
         if entry is None:
             continue
         functions[entry.name] = entry
-        _events(logical_id, entry.name, props, file, where, region, apis, problems)
+        _events(logical_id, entry.name, props, file, where, region, apis, api_globals, problems)
     served = {api_id: api for api_id, api in apis.items() if api.operations}
+    stage_settings = {
+        api_id: _apply_settings(api, file, problems, not_emulated) for api_id, api in served.items()
+    }
     if len(served) > 1:
         listed = ", ".join(f"{api_id} ({api.kind})" for api_id, api in served.items())
         problems.append(
@@ -173,8 +238,9 @@ def parse_sam(
             )
         )
     if problems:
-        raise DefinitionErrors(problems)
-    (api,) = served.values()
+        raise DefinitionErrors(dict.fromkeys(problems))  # a Globals problem is found once per API
+    ((api_id, api),) = served.items()
+    settings = stage_settings[api_id]
     title = str(document.get("Description") or file.stem).strip().splitlines()[0]
     return ApiDefinition(
         kind=api.kind,
@@ -182,10 +248,20 @@ def parse_sam(
         source=file,
         operations=tuple(api.operations),
         binary_media_types=api.binary_media_types,
-        deployment=Deployment(source=file, functions=functions, stage_variables={api.stage: api.variables}),
+        api_key_source=api.api_key_source,
+        minimum_compression_size=api.minimum_compression_size,
+        deployment=Deployment(
+            source=file,
+            functions=functions,
+            stage_variables={api.stage: api.variables},
+            stage_settings={api.stage: settings} if settings is not None else {},
+        ),
         default_stage=api.stage,
-        not_emulated=tuple(not_emulated),
+        not_emulated=tuple(dict.fromkeys(not_emulated)),
     )
+
+
+_Source = tuple[Mapping[str, Any], str]  # an API's resolved properties (or its Globals), and their JSON path
 
 
 @dataclass(slots=True)
@@ -194,9 +270,40 @@ class _Api:
 
     kind: str  # "REST" or "HTTP"
     stage: str
+    logical_id: str
     variables: dict[str, str] = field(default_factory=dict)
     operations: list[Operation] = field(default_factory=list)
     binary_media_types: tuple[str, ...] = ()
+    api_key_source: str = "HEADER"
+    minimum_compression_size: int | None = None
+    # Where its stage settings are read, lowest precedence first: Globals.Api / Globals.HttpApi, then its own.
+    sources: list[_Source] = field(default_factory=list)
+    # Api events' Auth.ApiKeyRequired, by (METHOD, resource): over the API's Auth.ApiKeyRequired.
+    key_overrides: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # HttpApi events' RouteSettings: (route key, settings, JSON path, the function's logical id).
+    event_route_settings: list[tuple[str, Any, str, str]] = field(default_factory=list)
+
+
+def _api_globals(
+    globals_: Any, kind: str, resolver: Resolver, file: Path, problems: list[Problem]
+) -> _Source:
+    """``Globals.Api`` (REST) or ``Globals.HttpApi``: the stage settings it gives every API of its kind."""
+    where = f"$.Globals.{_GLOBALS_SECTION[kind]}"
+    section = globals_.get(_GLOBALS_SECTION[kind]) if isinstance(globals_, Mapping) else None
+    found: dict[str, Any] = {}
+    if not isinstance(section, Mapping):
+        return found, where
+    for key in _SETTINGS_PROPERTIES[kind]:
+        if key not in section:
+            continue
+        try:
+            value = resolver.resolve(section[key], f"{where}.{key}")
+        except ResolveError as exc:
+            problems.append(Problem(file, exc.path, exc.message))
+            continue
+        if value is not NO_VALUE:
+            found[key] = value
+    return found, where
 
 
 def _explicit_api(
@@ -206,6 +313,7 @@ def _explicit_api(
     resolver: Resolver,
     file: Path,
     where: str,
+    api_globals: Mapping[str, _Source],
     problems: list[Problem],
 ) -> _Api | None:
     http_api = kind == "AWS::Serverless::HttpApi"
@@ -219,7 +327,14 @@ def _explicit_api(
         problems.append(Problem(file, f"{where}.Properties.StageName", f"{logical_id}: needs a StageName"))
         return None
     variables = props.get("Variables") or props.get("StageVariables") or {}
-    api = _Api("HTTP" if http_api else "REST", stage, {str(k): str(v) for k, v in variables.items()})
+    api_kind = "HTTP" if http_api else "REST"
+    api = _Api(
+        api_kind,
+        stage,
+        logical_id,
+        {str(k): str(v) for k, v in variables.items()},
+        sources=[api_globals[api_kind], (props, f"{where}.Properties")],
+    )
     body, uri = props.get("DefinitionBody"), props.get("DefinitionUri")
     source, document, prefix = file, body, f"{where}.Properties.DefinitionBody"
     if body is None and isinstance(uri, str):
@@ -243,6 +358,8 @@ def _explicit_api(
             return None
         api.operations.extend(definition.operations)
         api.binary_media_types = definition.binary_media_types
+        api.api_key_source = definition.api_key_source
+        api.minimum_compression_size = definition.minimum_compression_size
     return api
 
 
@@ -313,6 +430,7 @@ def _events(
     where: str,
     region: str,
     apis: dict[str, _Api],
+    api_globals: Mapping[str, _Source],
     problems: list[Problem],
 ) -> None:
     events = props.get("Events") or {}
@@ -330,8 +448,12 @@ def _events(
         api_id = explicit if explicit is not None else (IMPLICIT_HTTP if http_api else IMPLICIT_REST)
         api = apis.get(api_id) if isinstance(api_id, str) else None
         if api is None and explicit is None:
+            kind = "HTTP" if http_api else "REST"
             api = apis[api_id] = _Api(
-                "HTTP" if http_api else "REST", "$default" if http_api else IMPLICIT_REST_STAGE
+                kind,
+                "$default" if http_api else IMPLICIT_REST_STAGE,
+                str(api_id),
+                sources=[api_globals[kind]],
             )
         if api is None or api.kind != ("HTTP" if http_api else "REST"):
             wanted = "an AWS::Serverless::HttpApi" if http_api else "an AWS::Serverless::Api"
@@ -357,6 +479,15 @@ def _events(
                 Problem(file, f"{here}.Properties.Method", f"{logical_id}: unknown method {method!r}")
             )
             continue
+        if http_api and settings.get("RouteSettings") is not None:
+            route_key = DEFAULT_ROUTE if path == DEFAULT_ROUTE else f"{method} {path}"
+            api.event_route_settings.append(
+                (route_key, settings["RouteSettings"], f"{here}.Properties.RouteSettings", logical_id)
+            )
+        elif not http_api and settings.get("Auth") is not None:
+            required = _event_api_key(settings["Auth"], f"{here}.Properties.Auth", logical_id, file, problems)
+            if required is not None:
+                api.key_overrides[(method, path)] = required
         payload = str(settings.get("PayloadFormatVersion", "2.0")) if http_api else "1.0"
         integration = Integration(
             type=IntegrationType.AWS_PROXY,
@@ -370,4 +501,240 @@ def _events(
             continue  # the API's own definition has the route already
         api.operations.append(
             Operation(method=method, resource=path, integration=integration, operation_id=None, where=here)
+        )
+
+
+# --- stage settings ---------------------------------------------------------------------------------------
+
+
+def _event_api_key(
+    auth: Any, where: str, logical_id: str, file: Path, problems: list[Problem]
+) -> bool | None:
+    """An Api event's ``Auth.ApiKeyRequired``, or None when it does not say (or says it wrong)."""
+    if not isinstance(auth, Mapping):
+        problems.append(
+            Problem(file, where, f"{logical_id}: Auth must be a mapping (ApiKeyRequired, Authorizer …)")
+        )
+        return None
+    if "ApiKeyRequired" not in auth:
+        return None
+    required = _typed("ApiKeyRequired", auth["ApiKeyRequired"])
+    if not isinstance(required, bool):
+        problems.append(Problem(file, f"{where}.ApiKeyRequired", f"{logical_id}: must be true or false"))
+        return None
+    return required
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A value as CloudFormation reads it: a parameter's "5" or "true" for an Integer or Boolean property."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if name in _BOOLEAN_PROPERTIES and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if name in _INTEGER_PROPERTIES and re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if name in _NUMBER_PROPERTIES:
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    return value
+
+
+def _typed_all(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _typed(str(key), value) for key, value in raw.items()}
+
+
+def _capitalised(name: str) -> str:
+    """The functions file's ``throttlingRateLimit`` as CloudFormation writes it: ``ThrottlingRateLimit``."""
+    return name[:1].upper() + name[1:]
+
+
+def _sub(where: str, *parts: str | int) -> str:
+    return where + json_path(*parts)[1:]
+
+
+def _pick(sources: list[_Source], *keys: str) -> tuple[Any, str] | None:
+    """The value at ``keys`` in the source of highest precedence that has it (maps merge), and its path."""
+    for props, where in reversed(sources):
+        value: Any = props
+        for key in keys:
+            if not isinstance(value, Mapping) or key not in value:
+                break
+            value = value[key]
+        else:
+            return value, _sub(where, *keys)
+    return None
+
+
+def _apply_settings(
+    api: _Api, file: Path, problems: list[Problem], not_emulated: list[str]
+) -> StageSettings | None:
+    """The API's stage settings (None when it sets none), and its API key source, minimum compression size
+    and which methods need an API key, from its properties, its Globals and its events."""
+
+    def reporter(logical_id: str) -> Add:
+        def add(path: str, message: str) -> None:
+            problems.append(Problem(file, path, f"{logical_id}: {message}"))
+
+        return add
+
+    add = reporter(api.logical_id)
+    method_settings: dict[tuple[str, str], MethodSetting] = {}
+
+    def layer(key: tuple[str, str], setting: MethodSetting | None) -> None:
+        """Settings for the same method, later over earlier, field by field."""
+        if setting is not None:
+            below = method_settings.get(key)
+            method_settings[key] = setting.over(below) if below is not None else setting
+
+    if api.kind == "HTTP":
+        for props, where in api.sources:
+            if "DefaultRouteSettings" in props:
+                layer(
+                    ALL_METHODS_KEY,
+                    _route_setting(props["DefaultRouteSettings"], f"{where}.DefaultRouteSettings", add),
+                )
+            routes = props.get("RouteSettings")
+            if routes is not None and not isinstance(routes, Mapping):
+                add(
+                    f"{where}.RouteSettings",
+                    "must be a mapping of route keys ('GET /items', '$default') to settings",
+                )
+            elif routes is not None:
+                for route_key, raw in routes.items():
+                    here = _sub(where, "RouteSettings", str(route_key))
+                    layer((str(route_key), "*"), _route_setting(raw, here, add))
+        for route_key, raw, where, owner in api.event_route_settings:  # an event's own, over the API's
+            layer((route_key, "*"), _route_setting(raw, where, reporter(owner)))
+        return (
+            StageSettings(method_settings=method_settings, where=api.sources[-1][1])
+            if method_settings
+            else None
+        )
+
+    for props, where in api.sources:
+        raw_list = props.get("MethodSettings")
+        if raw_list is None:
+            continue
+        if not isinstance(raw_list, list):
+            add(
+                f"{where}.MethodSettings",
+                "must be a list of settings, each with a ResourcePath and an HttpMethod",
+            )
+            continue
+        for index, item in enumerate(raw_list):
+            here = f"{where}.MethodSettings[{index}]"
+            if not isinstance(item, Mapping):
+                add(here, "must be a mapping: ResourcePath, HttpMethod and settings (ThrottlingRateLimit …)")
+                continue
+            key = _method_key(item, here, add)
+            rest = {k: v for k, v in item.items() if k not in ("ResourcePath", "HttpMethod")}
+            setting = method_setting(_typed_all(rest), here, add, known=_SAM_METHOD_KEYS, spell=_capitalised)
+            if key is not None:
+                layer(key, setting)
+    enabled = _pick(api.sources, "CacheClusterEnabled")
+    size = _pick(api.sources, "CacheClusterSize")
+    home = f"{api.sources[-1][1]}"
+    cache_on, size_gb = cache_cluster(
+        _typed("CacheClusterEnabled", enabled[0]) if enabled is not None else False,
+        size[0] if size is not None else "0.5",
+        enabled[1] if enabled is not None else f"{home}.CacheClusterEnabled",
+        size[1] if size is not None else f"{home}.CacheClusterSize",
+        add,
+    )
+    compression = _pick(api.sources, "MinimumCompressionSize")
+    if compression is not None:
+        value = _typed("MinimumCompressionSize", compression[0])
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= COMPRESSION_MAX:
+            add(compression[1], f"must be a whole number of bytes from 0 to {COMPRESSION_MAX}")
+        else:
+            api.minimum_compression_size = value
+    source = _pick(api.sources, "ApiKeySourceType")
+    if source is not None:
+        if source[0] not in ("HEADER", "AUTHORIZER"):
+            add(source[1], "must be HEADER or AUTHORIZER")
+        else:
+            api.api_key_source = source[0]
+    _apply_auth(api, add, not_emulated)
+    if not method_settings and enabled is None and size is None:
+        return None
+    return StageSettings(
+        method_settings=method_settings,
+        cache_cluster_enabled=cache_on,
+        cache_cluster_size_gb=size_gb,
+        where=home,
+    )
+
+
+def _route_setting(raw: Any, where: str, add: Add) -> MethodSetting | None:
+    """One HTTP API route's settings (DefaultRouteSettings, or a RouteSettings entry)."""
+    typed = _typed_all(raw) if isinstance(raw, Mapping) else raw
+    return method_setting(typed, where, add, known=_SAM_ROUTE_KEYS, spell=_capitalised)
+
+
+def _method_key(item: Mapping[str, Any], where: str, add: Add) -> tuple[str, str] | None:
+    """A MethodSetting's ResourcePath and HttpMethod as a methodSettings key: ``/~1items~1{id}`` and ``GET``
+    → ("/items/{id}", "GET"); ``/*`` and ``*`` → every method's default."""
+    resource, method = item.get("ResourcePath"), item.get("HttpMethod")
+    if not isinstance(resource, str) or not isinstance(method, str):
+        add(where, "needs a ResourcePath and an HttpMethod ('/*' and '*': every method's default)")
+        return None
+    if method.upper() not in {*HTTP_METHODS, ANY_METHOD, "*"}:
+        add(f"{where}.HttpMethod", f"{method!r}: must be an HTTP method, ANY or '*'")
+        return None
+    if not resource.startswith("/"):
+        add(f"{where}.ResourcePath", f"{resource!r}: must start with '/', like '/~1items~1{{id}}' or '/*'")
+        return None
+    path = resource  # "/" (the root), or a path written unescaped: "/items/{id}"
+    if resource == "/*":
+        path = "*"
+    elif resource.startswith("/~1"):  # CloudFormation's escaped form: "/~1items~1{id}"
+        path = resource[1:].replace("~1", "/")
+    key = method_settings_key(f"{path}/{method}")
+    if key is None:
+        add(where, f"ResourcePath {resource!r} goes with HttpMethod '*' (every method's default)")
+    return key
+
+
+def _apply_auth(api: _Api, add: Add, not_emulated: list[str]) -> None:
+    """``Auth.ApiKeyRequired`` (every method, unless its event says otherwise) and ``Auth.UsagePlan``."""
+    for props, where in api.sources:
+        for key, what in (("Auth", "ApiKeyRequired, UsagePlan …"), ("UsagePlan", "CreateUsagePlan …")):
+            holder = props.get("Auth") if key == "UsagePlan" else props
+            if isinstance(holder, Mapping) and key in holder and not isinstance(holder[key], Mapping):
+                add(
+                    f"{where}.Auth" if key == "Auth" else f"{where}.Auth.UsagePlan",
+                    f"must be a mapping ({what})",
+                )
+    default = False
+    found = _pick(api.sources, "Auth", "ApiKeyRequired")
+    if found is not None:
+        value = _typed("ApiKeyRequired", found[0])
+        if isinstance(value, bool):
+            default = value
+        else:
+            add(found[1], "must be true or false")
+    api.operations = [
+        replace(
+            op,
+            api_key_required=api.key_overrides.get((op.method, op.resource), op.api_key_required or default),
+        )
+        for op in api.operations
+    ]
+    plan = _pick(api.sources, "Auth", "UsagePlan")
+    if plan is None or not isinstance(plan[0], Mapping):
+        return
+    create = _pick(api.sources, "Auth", "UsagePlan", "CreateUsagePlan")
+    if create is None or create[0] not in USAGE_PLAN_CHOICES:
+        add(
+            create[1] if create is not None else plan[1],
+            f"CreateUsagePlan must be one of {', '.join(USAGE_PLAN_CHOICES)}",
+        )
+    elif create[0] != "NONE":
+        # SAM would make a plan and a key; Portway's are made with `portway usage-plans` and `portway keys`.
+        prefix = api.logical_id if create[0] == "PER_API" else "Serverless"
+        not_emulated.extend(
+            f"{prefix}{name} (AWS::ApiGateway::{name})" for name in ("UsagePlan", "ApiKey", "UsagePlanKey")
         )
