@@ -408,40 +408,63 @@ class Load:
     connections: int
     cpus: set[int] | None
 
-    def run(self, port: int, path: str, duration_s: int) -> dict[str, Any]:
-        """One bounded wrk run (its connections, its duration, killed past a grace period)."""
-        cpus = self.cpus
-
-        def pin() -> None:
-            if cpus is not None:
-                os.sched_setaffinity(0, cpus)
-
-        argv = [
+    def argv(self, port: int, path: str, duration_s: int, headers: Sequence[str] = ()) -> list[str]:
+        """wrk's command line for one run; ``headers`` are extra request headers, like ``"x-api-key: …"``."""
+        return [
             self.wrk,
             f"-t{self.threads}",
             f"-c{self.connections}",
             f"-d{duration_s}s",
             f"--timeout={WRK_SOCKET_TIMEOUT}",
+            *(arg for header in headers for arg in ("-H", header)),
             "-s",
             str(self.script),
             f"http://{HOST}:{port}{path}",
         ]
+
+    def pin(self) -> None:
+        """Runs in wrk's process before it starts: onto the load's CPUs."""
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
+
+    def run(self, port: int, path: str, duration_s: int, headers: Sequence[str] = ()) -> dict[str, Any]:
+        """One bounded wrk run (its connections, its duration, killed past a grace period)."""
         try:
             done = subprocess.run(
-                argv,
+                self.argv(port, path, duration_s, headers),
                 capture_output=True,
                 text=True,
                 timeout=duration_s + WRK_GRACE_S,
                 check=False,
-                preexec_fn=pin,
+                preexec_fn=self.pin,
             )
         except subprocess.TimeoutExpired:
             raise BenchError(f"wrk did not finish within {duration_s + WRK_GRACE_S:.0f}s") from None
-        for line in done.stdout.splitlines():
-            if line.startswith(WRK_MARKER):
-                result: dict[str, Any] = json.loads(line[len(WRK_MARKER) :])
-                return result
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        return wrk_result(done.returncode, done.stdout, done.stderr)
+
+
+def wrk_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The JSON line our done() hook printed (WRK_MARKER), or BenchError with what wrk said."""
+    for line in stdout.splitlines():
+        if line.startswith(WRK_MARKER):
+            result: dict[str, Any] = json.loads(line[len(WRK_MARKER) :])
+            return result
+    raise BenchError(f"wrk failed ({returncode}): {stderr.strip() or stdout.strip()}")
+
+
+def wrk_errors(raw: dict[str, Any]) -> dict[str, int]:
+    """wrk's failed requests by kind (only the kinds that happened)."""
+    return {
+        name: int(raw[key])
+        for name, key in (
+            ("connect", "connect_errors"),
+            ("read", "read_errors"),
+            ("write", "write_errors"),
+            ("non-2xx/3xx", "status_errors"),
+            ("timeout", "timeouts"),
+        )
+        if raw[key]
+    }
 
 
 def measure(
@@ -461,17 +484,7 @@ def measure(
     wrk_cpu = after.load - before.load
     machine = _delta(after.machine, before.machine)
     others = max(0.0, machine - own_cpu - wrk_cpu) if machine is not None and own_cpu is not None else None
-    errors = {
-        name: int(raw[key])
-        for name, key in (
-            ("connect", "connect_errors"),
-            ("read", "read_errors"),
-            ("write", "write_errors"),
-            ("non-2xx/3xx", "status_errors"),
-            ("timeout", "timeouts"),
-        )
-        if raw[key]
-    }
+    errors = wrk_errors(raw)
     return Measurement(
         target=target.key,
         round=round_no,
