@@ -135,8 +135,8 @@ class Gateway:
                         self.stage_variables,
                     )
                     try:
-                        if route.needs_body:
-                            await ctx.body()
+                        # The body is read when a stage or the integration first asks (ctx.body()): a
+                        # route answered early (throttled, cached) never waits for it.
                         response = await (route.run(ctx) if route.stages else route.integration(ctx))
                     except BodyTooLarge:
                         response = gateway_response(ResponseType.REQUEST_TOO_LARGE, table)

@@ -425,7 +425,7 @@ def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
         buckets.append(
             limit.bucket(f"throttle:{build.api_info.api_id}:{build.stage}:{op.method} {op.resource}")
         )
-    if buckets:
+    if buckets or op.api_key_required:  # a key's usage plan brings buckets of its own
         stages.append(
             ThrottleStage(
                 tuple(buckets),

@@ -48,6 +48,7 @@ from urllib.parse import unquote_to_bytes
 
 from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import REST_RESPONSES, GatewayResponse, ResponseTable
+from portway.state.memory import MemoryStore
 from portway.state.outage import StoreOutage
 from portway.state.store import Store, StoreUnavailable
 from portway.types import Headers, Response
@@ -441,6 +442,8 @@ def decode_entry(data: bytes) -> Response | None:
 
 # --- the stage ----------------------------------------------------------------------------------------------
 
+_MEMO_ENTRIES = 4096  # decoded entries kept per route (all dropped when full: bounded, and cheap to refill)
+
 
 class CacheStage:
     """Answers from the cache when it can; stores what the integration answered when it may.
@@ -482,6 +485,10 @@ class CacheStage:
         self._outage = outage or StoreOutage("response cache", "serving from the integration", log)
         # Without key parameters a route's key depends on its resource and the method only: hash it once.
         self._fixed_keys: dict[tuple[str, str], str] = {}
+        # An in-process store answers without awaiting and without copying: read it directly, and keep the
+        # decoding of the entries it hands back (key -> (the stored bytes, their decoding)).
+        self._local = store if isinstance(store, MemoryStore) else None
+        self._memo: dict[str, tuple[bytes, Response]] = {}
 
     def key(self, ctx: RequestContext) -> str:
         namespace = self.settings.namespace or ctx.resource
@@ -496,6 +503,22 @@ class CacheStage:
         return self._plan.key(
             self.key_prefix, namespace, ctx.method, ctx.path_parameters, ctx.query_string, ctx.headers
         )
+
+    def _decoded(self, key: str, data: bytes) -> Response | None:
+        """The entry as a Response of its own (the gateway adds headers to what it sends). An in-process
+        store hands back the very bytes it was given: their decoding is remembered until the entry changes."""
+        if self._local is None:
+            return decode_entry(data)
+        memo = self._memo.get(key)
+        if memo is None or memo[0] is not data:
+            decoded = decode_entry(data)
+            if decoded is None:
+                return None
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.clear()
+            memo = self._memo[key] = (data, decoded)
+        template = memo[1]
+        return Response(template.status, list(template.headers), template.body)
 
     def _unauthorized_refresh(self, ctx: RequestContext) -> bool:
         return not self._may_refresh and not ctx.can_invalidate_cache and wants_refresh(ctx.headers)
@@ -516,16 +539,20 @@ class CacheStage:
                 return Response(spec.status, headers, spec.encoded)
             warn = self._strategy == SUCCEED_WITH_RESPONSE_HEADER
         ctx.cache_status = "miss"
-        try:
-            data = await self.store.cache_get(self.key(ctx), self.clock())
-        except StoreUnavailable as exc:
-            self._outage.failed(exc)
-            return None
-        if self._outage.down_since is not None:
-            self._outage.recovered()
+        key = self.key(ctx)
+        if self._local is not None:
+            data = self._local.cache_get_now(key, self.clock())
+        else:
+            try:
+                data = await self.store.cache_get(key, self.clock())
+            except StoreUnavailable as exc:
+                self._outage.failed(exc)
+                return None
+            if self._outage.down_since is not None:
+                self._outage.recovered()
         if data is None:
             return None
-        response = decode_entry(data)
+        response = self._decoded(key, data)
         if response is None:
             log.warning(
                 "[%s] unreadable cache entry for %s %s; refetching", ctx.request_id, ctx.method, ctx.path

@@ -85,6 +85,10 @@ class MemoryStore:
         return value if end > now else 0
 
     async def cache_get(self, key: str, now: float) -> bytes | None:
+        return self.cache_get_now(key, now)
+
+    def cache_get_now(self, key: str, now: float) -> bytes | None:
+        """:meth:`cache_get` without the coroutine (the cache stage's hit path on a local store)."""
         entry = self._cache.get(key)
         if entry is None:
             return None
