@@ -27,7 +27,8 @@ from portway.usage_plans import (
     usage_counter_key,
 )
 from tests.conftest import closed_port
-from tests.test_usage_plans import Clock, FlakyStore
+from tests.flaky_store import FlakyStore
+from tests.test_usage_plans import Clock
 
 API_ID = "a1b2c3d4e5"
 TITLE = "Shop API"

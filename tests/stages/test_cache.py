@@ -32,8 +32,9 @@ from portway.stages.cache import (
     wants_refresh,
 )
 from portway.state.memory import MemoryStore
-from portway.state.store import Admission, Bucket, CountResult, Store, StoreUnavailable
+from portway.state.store import Store
 from portway.types import Headers, Message, Response
+from tests.flaky_store import FlakyStore
 
 HAS_REDIS_STORE = importlib.util.find_spec("portway.state.redis") is not None
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -534,66 +535,8 @@ def test_which_cache_control_values_ask_for_a_refresh() -> None:
 # --- store failures -----------------------------------------------------------------------------------------
 
 
-class FlakyStore:
-    """A stand-in for a Redis that is down (``up`` False) or back; it keeps cache entries in a dict."""
-
-    name = "flaky"
-
-    def __init__(self) -> None:
-        self.up = False
-        self.entries: dict[str, bytes] = {}
-
-    def _check(self) -> None:
-        if not self.up:
-            raise StoreUnavailable("connection refused")
-
-    async def take(self, buckets: Sequence[Bucket], now: float, cost: int = 1) -> Admission:
-        self._check()
-        return Admission(True, ())
-
-    async def count(
-        self, key: str, amount: int, limit: int | None, window_end: float, now: float
-    ) -> CountResult:
-        self._check()
-        return CountResult(True, amount)
-
-    async def counter(self, key: str, now: float) -> int:
-        self._check()
-        return 0
-
-    async def cache_get(self, key: str, now: float) -> bytes | None:
-        self._check()
-        return self.entries.get(key)
-
-    async def cache_put(self, key: str, value: bytes, ttl_s: float, now: float) -> None:
-        self._check()
-        self.entries[key] = value
-
-    async def cache_drop(self, prefix: str = "") -> int:
-        self._check()
-        return 0
-
-    async def put_record(self, kind: str, record_id: str, record: Mapping[str, Any]) -> None:
-        self._check()
-
-    async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
-        self._check()
-        return None
-
-    async def list_records(self, kind: str) -> list[dict[str, Any]]:
-        self._check()
-        return []
-
-    async def delete_record(self, kind: str, record_id: str) -> bool:
-        self._check()
-        return False
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_requests_are_served_while_the_store_is_down(caplog: pytest.LogCaptureFixture) -> None:
-    store = FlakyStore()
+    store = FlakyStore(down=True)
     harness = Harness(store)
     with caplog.at_level(logging.WARNING, logger="portway.cache"):
         for call in range(1, 6):
@@ -604,11 +547,11 @@ async def test_requests_are_served_while_the_store_is_down(caplog: pytest.LogCap
 
 
 async def test_the_cache_works_again_once_the_store_is_back(caplog: pytest.LogCaptureFixture) -> None:
-    store = FlakyStore()
+    store = FlakyStore(down=True)
     harness = Harness(store)
     with caplog.at_level(logging.WARNING, logger="portway.cache"):
         await harness.send()
-        store.up = True
+        store.down = False
         await harness.send()
         hit, ctx = await harness.send()
     assert (ctx.cache_status, hit.body, harness.integration.calls) == ("hit", b'{"call": 2}', 2)
@@ -618,15 +561,14 @@ async def test_the_cache_works_again_once_the_store_is_back(caplog: pytest.LogCa
 
 async def test_a_failed_write_is_skipped() -> None:
     store = FlakyStore()
-    store.up = True
     harness = Harness(store)
     await harness.send()
-    store.up = False
+    store.down = True
     fresh_ctx = make_ctx(headers=[REFRESH])
     fresh_ctx.can_invalidate_cache = True
     response, _ = await harness.send(fresh_ctx)  # the lookup is skipped, the write fails
     assert (response.status, response.body) == (200, b'{"call": 2}')
-    store.up = True
+    store.down = False
     hit, _ = await harness.send()
     assert hit.body == b'{"call": 1}', "the old entry stayed"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +11,8 @@ from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import HTTP_RESPONSES
 from portway.stages.throttle import Limit, ThrottleStage
 from portway.state.memory import MemoryStore
-from portway.state.store import Admission, Bucket, CountResult, StoreUnavailable
+from portway.state.store import Bucket
+from tests.flaky_store import FlakyStore
 
 
 class Clock:
@@ -78,57 +78,10 @@ async def test_a_zero_limit_refuses_everything_without_a_retry_after() -> None:
     assert response.headers == [(b"content-type", b"application/json")]  # HTTP APIs: no x-amzn-ErrorType
 
 
-class FlakyStore:
-    """A store that is down until told otherwise (the stand-in for an unreachable Redis)."""
-
-    name = "flaky"
-
-    def __init__(self) -> None:
-        self.down = True
-        self.inner = MemoryStore()
-
-    async def take(self, buckets: Sequence[Bucket], now: float, cost: int = 1) -> Admission:
-        if self.down:
-            raise StoreUnavailable("connection refused")
-        return await self.inner.take(buckets, now, cost)
-
-    async def count(
-        self, key: str, amount: int, limit: int | None, window_end: float, now: float
-    ) -> CountResult:
-        raise NotImplementedError
-
-    async def counter(self, key: str, now: float) -> int:
-        raise NotImplementedError
-
-    async def cache_get(self, key: str, now: float) -> bytes | None:
-        raise NotImplementedError
-
-    async def cache_put(self, key: str, value: bytes, ttl_s: float, now: float) -> None:
-        raise NotImplementedError
-
-    async def cache_drop(self, prefix: str = "") -> int:
-        raise NotImplementedError
-
-    async def put_record(self, kind: str, record_id: str, record: Mapping[str, Any]) -> None:
-        raise NotImplementedError
-
-    async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    async def list_records(self, kind: str) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    async def delete_record(self, kind: str, record_id: str) -> bool:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_an_unreachable_store_fails_open_logging_once_then_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = FlakyStore()
+    store = FlakyStore(down=True)
     stage = ThrottleStage((Limit(1, 1).bucket("m"),), store, clock=Clock())
     with caplog.at_level(logging.WARNING, logger="portway.throttle"):
         assert [await stage.on_request(context()) is None for _ in range(10)] == [True] * 10

@@ -554,6 +554,9 @@ def compile_gateway(
     )
     settings = deployment.stage_settings.get(stage, StageSettings())
     _check_method_settings(api, settings, deployment.source or file, out)
+    if settings.cache_cluster_enabled:
+        # The stage's cache cluster size is the cache's bound (AWS sizes it in GB of memory).
+        resources.store.cache_bytes = int(settings.cache_cluster_size_gb * 2**30)
     build = _StageContext(api, api_info, stage, settings, resources, table)
     routes: list[tuple[str, str, Route]] = []
     default_route: Route | None = None

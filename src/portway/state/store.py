@@ -85,6 +85,7 @@ class Store(Protocol):
     may prefix them (Redis: one hash tag per store, so every script's keys share a cluster slot)."""
 
     name: str
+    cache_bytes: int  # the response cache's size bound, in bytes of cached bodies and headers; may be changed
 
     async def take(self, buckets: Sequence[Bucket], now: float, cost: int = 1) -> Admission:
         """Take ``cost`` tokens from every bucket, or from none when any is short."""
