@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.cli_runner import portway
 from tests.conftest import APPS
 
-TIMEOUT_S = 60.0
 E2E_VARIABLES = ("--stage-variable", "upstreamPort=1", "--stage-variable", "closedPort=2")
 INTEGRATION = "x-amazon-apigateway-integration"
 LAMBDA_URI = (
     "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
     "arn:aws:lambda:us-east-1:123456789012:function:{name}/invocations"
 )
-
-
-def portway(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "portway", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:

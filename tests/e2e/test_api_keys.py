@@ -3,15 +3,12 @@ same SQLite file, requests over real sockets."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from tests.cli_runner import portway_json
 from tests.conftest import GatewayFactory
 
 TRAFFIC = Path(__file__).parent / "traffic"
@@ -20,28 +17,16 @@ FUNCTIONS = TRAFFIC / "functions.yaml"
 FORBIDDEN = b'{"message":"Forbidden"}'
 
 
-def portway(state: str, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "portway", *args, "--state", state, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
 def test_keys_plans_and_quotas(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
-    plan = portway(
+    plan = portway_json(
         state,
         *("usage-plans", "create", "--name", "basic", "--rate", "1000", "--burst", "1000"),
         *("--quota", "3/DAY", "--stage", "Traffic API:dev"),
     )
-    alice = portway(state, "keys", "create", "--name", "alice", "--plan", plan["id"])
-    idle = portway(state, "keys", "create", "--name", "idle")  # in no plan
-    disabled = portway(state, "keys", "create", "--name", "gone", "--plan", plan["id"], "--disabled")
+    alice = portway_json(state, "keys", "create", "--name", "alice", "--plan", plan["id"])
+    idle = portway_json(state, "keys", "create", "--name", "idle")  # in no plan
+    disabled = portway_json(state, "keys", "create", "--name", "gone", "--plan", plan["id"], "--disabled")
     gw = gateway_factory(API, FUNCTIONS, stage="dev", keys_state=state)
     with httpx.Client(base_url=gw.base) as client:
         missing = client.get("/keyed")
@@ -64,19 +49,19 @@ def test_keys_plans_and_quotas(tmp_path: Path, gateway_factory: GatewayFactory) 
     assert over.content == b'{"message":"Limit Exceeded"}'
     assert over.headers["x-amzn-errortype"] == "LimitExceededException"
     today = datetime.now(UTC).date().isoformat()
-    usage = portway(state, "usage", alice["id"], "--from", today, "--to", today)
+    usage = portway_json(state, "usage", alice["id"], "--from", today, "--to", today)
     assert usage["items"] == {alice["id"]: [[3, 0]]}
 
 
 def test_a_plan_throttles_each_key_on_its_own(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
-    plan = portway(
+    plan = portway_json(
         state,
         *("usage-plans", "create", "--name", "slow", "--rate", "0.001", "--burst", "2"),
         *("--stage", "Traffic API:dev"),
     )
-    first = portway(state, "keys", "create", "--name", "first", "--plan", plan["id"])
-    second = portway(state, "keys", "create", "--name", "second", "--plan", plan["id"])
+    first = portway_json(state, "keys", "create", "--name", "first", "--plan", plan["id"])
+    second = portway_json(state, "keys", "create", "--name", "second", "--plan", plan["id"])
     # No account or method limit on /keyed: the plan's own buckets are the only ones.
     gw = gateway_factory(API, FUNCTIONS, stage="dev", keys_state=state, account_limit=None)
     with httpx.Client(base_url=gw.base) as client:
@@ -88,8 +73,8 @@ def test_a_plan_throttles_each_key_on_its_own(tmp_path: Path, gateway_factory: G
 
 def test_a_key_for_another_stage_is_refused(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
-    plan = portway(state, "usage-plans", "create", "--name", "prod-only", "--stage", "Traffic API:prod")
-    key = portway(state, "keys", "create", "--name", "k", "--plan", plan["id"])
+    plan = portway_json(state, "usage-plans", "create", "--name", "prod-only", "--stage", "Traffic API:prod")
+    key = portway_json(state, "keys", "create", "--name", "k", "--plan", plan["id"])
     gw = gateway_factory(API, FUNCTIONS, stage="dev", keys_state=state)
     response = httpx.get(f"{gw.base}/keyed", headers={"x-api-key": key["value"]})
     assert response.status_code == 403
@@ -101,8 +86,8 @@ KEYS_API = Path(__file__).parent / "keys" / "api.yaml"
 
 def test_the_lambda_event_names_the_callers_key(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
-    plan = portway(state, "usage-plans", "create", "--name", "p", "--stage", "Keys API:dev")
-    key = portway(state, "keys", "create", "--name", "k", "--plan", plan["id"])
+    plan = portway_json(state, "usage-plans", "create", "--name", "p", "--stage", "Keys API:dev")
+    key = portway_json(state, "keys", "create", "--name", "k", "--plan", plan["id"])
     gw = gateway_factory(KEYS_API, stage="dev", keys_state=state)
     keyed = httpx.get(f"{gw.base}/identity", headers={"x-api-key": key["value"]}).json()
     anonymous = httpx.get(f"{gw.base}/anonymous").json()
@@ -114,10 +99,10 @@ def test_the_lambda_event_names_the_callers_key(tmp_path: Path, gateway_factory:
 
 def test_keys_and_quota_counts_survive_a_restart(tmp_path: Path, gateway_factory: GatewayFactory) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
-    plan = portway(
+    plan = portway_json(
         state, "usage-plans", "create", "--name", "p", "--quota", "3/DAY", "--stage", "Traffic API:dev"
     )
-    key = portway(state, "keys", "create", "--name", "k", "--plan", plan["id"])
+    key = portway_json(state, "keys", "create", "--name", "k", "--plan", plan["id"])
     headers = {"x-api-key": key["value"]}
     first = gateway_factory(API, FUNCTIONS, stage="dev", keys_state=state)
     before = [httpx.get(f"{first.base}/keyed", headers=headers).status_code for _ in range(2)]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from tests.cli_runner import portway
 from tests.conftest import GatewayFactory
 from tests.e2e.test_redis_nodes import node
 from tests.redis_fixtures import private_redis
@@ -16,12 +15,6 @@ from tests.redis_fixtures import private_redis
 TRAFFIC = Path(__file__).parent / "traffic"
 API = TRAFFIC / "api.yaml"
 FUNCTIONS = TRAFFIC / "functions.yaml"
-
-
-def portway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portway", *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def calls(url: str) -> int:

@@ -17,6 +17,7 @@ import httpx
 from portway.state.redis import RedisStore
 from portway.usage_plans import ApiStage, Period, QuotaSettings, UsagePlans
 from tests.conftest import GatewayFactory
+from tests.e2e.load import hammer
 from tests.redis_fixtures import PrivateRedis, free_port, private_redis
 
 TRAFFIC = Path(__file__).parent / "traffic"
@@ -64,28 +65,6 @@ def node(state: str, stage: str) -> Iterator[Node]:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
-
-
-async def hammer(urls: list[str], seconds: float, per_node: int = 6) -> tuple[int, int, float]:
-    """Drive every node well above the limit for ``seconds``: (200s, 429s, elapsed)."""
-    ok = refused = 0
-    async with httpx.AsyncClient() as client:
-        started = time.monotonic()
-        deadline = started + seconds
-
-        async def worker(url: str) -> None:
-            nonlocal ok, refused
-            while time.monotonic() < deadline:
-                status = (await client.get(url)).status_code
-                if status == 200:
-                    ok += 1
-                elif status == 429:
-                    refused += 1
-                else:  # pragma: no cover - a failure explains itself
-                    raise AssertionError(status)
-
-        await asyncio.gather(*(worker(f"{url}/limited") for url in urls for _ in range(per_node)))
-        return ok, refused, time.monotonic() - started
 
 
 def test_two_nodes_over_one_redis_admit_the_configured_rate_together() -> None:

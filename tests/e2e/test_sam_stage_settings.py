@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from tests.cli_runner import portway_json
 from tests.conftest import GatewayFactory
 
 SETTINGS = Path(__file__).parent / "sam" / "settings" / "template.yaml"
-
-
-def portway(state: str, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "portway", *args, "--state", state, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def test_globals_api_settings_reach_the_implicit_rest_api(
     tmp_path: Path, gateway_factory: GatewayFactory
 ) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
-    plan = portway(state, "usage-plans", "create", "--name", "sam", "--stage", "Settings API:Prod")
-    key = portway(state, "keys", "create", "--name", "k", "--plan", plan["id"])
+    plan = portway_json(state, "usage-plans", "create", "--name", "sam", "--stage", "Settings API:Prod")
+    key = portway_json(state, "keys", "create", "--name", "k", "--plan", plan["id"])
     gw = gateway_factory(SETTINGS, stage=None, keys_state=state)
     assert gw.base == f"{gw.url}/Prod"
     with httpx.Client(base_url=gw.base) as client:

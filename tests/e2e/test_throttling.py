@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
 
 from portway.stages.throttle import Limit
 from tests.conftest import GatewayFactory
+from tests.e2e.load import hammer
 
 TRAFFIC = Path(__file__).parent / "traffic"
 API = TRAFFIC / "api.yaml"
@@ -64,27 +64,7 @@ def test_the_admitted_rate_matches_the_configured_rate_in_real_time(gateway_fact
     """50 requests/s with a burst of 5, driven well above that for 2 s: about 5 + 50 x 2 get through."""
     gw = gateway_factory(API, FUNCTIONS, stage="accurate", account_limit=None)
 
-    async def drive() -> tuple[int, int, float]:
-        ok = refused = 0
-        async with httpx.AsyncClient(base_url=gw.base) as client:
-            started = time.monotonic()
-            deadline = started + 2.0
-
-            async def worker() -> None:
-                nonlocal ok, refused
-                while time.monotonic() < deadline:
-                    status = (await client.get("/limited")).status_code
-                    if status == 200:
-                        ok += 1
-                    elif status == 429:
-                        refused += 1
-                    else:  # pragma: no cover - a failure explains itself
-                        raise AssertionError(status)
-
-            await asyncio.gather(*(worker() for _ in range(8)))
-            return ok, refused, time.monotonic() - started
-
-    ok, refused, elapsed = asyncio.run(drive())
+    ok, refused, elapsed = asyncio.run(hammer([gw.base], 2.0, per_node=8))
     expected = 5 + 50 * elapsed
     assert refused > ok, "the load must exceed the limit for the test to mean anything"
     assert abs(ok - expected) <= 0.05 * expected, (ok, expected, refused)
