@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "ANY_METHOD",
     "DEFAULT_ROUTE",
     "HTTP_METHODS",
     "ApiDefinition",
+    "Authorizer",
     "Deployment",
     "FunctionEntry",
     "Integration",
@@ -20,6 +21,8 @@ __all__ = [
     "IntegrationType",
     "MethodSetting",
     "Operation",
+    "Parameter",
+    "RequestValidator",
     "StageSettings",
 ]
 
@@ -62,6 +65,36 @@ class Integration:
 
 
 @dataclass(frozen=True, slots=True)
+class Parameter:
+    """A declared request parameter (OpenAPI ``parameters``): what a request validator checks."""
+
+    name: str
+    location: str  # "query", "header" or "path"
+    required: bool
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestValidator:
+    """One entry of ``x-amazon-apigateway-request-validators``."""
+
+    name: str
+    body: bool  # validateRequestBody
+    parameters: bool  # validateRequestParameters
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Authorizer:
+    """A security scheme that is an API Gateway authorizer, as written: the stage modules read ``scheme``
+    (its ``x-amazon-apigateway-authorizer``, ``x-amazon-apigateway-authtype``, ``x-portway-handler`` …)."""
+
+    name: str
+    scheme: Mapping[str, Any]
+    where: str  # JSON path of the security scheme
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     method: str  # one of HTTP_METHODS or ANY_METHOD
     resource: str  # the resource path template, e.g. "/products/{id}"; DEFAULT_ROUTE on an HTTP API
@@ -70,6 +103,11 @@ class Operation:
     where: str  # JSON path of the operation
     api_key_required: bool = False  # security names an apiKey scheme (x-api-key in the header)
     cache_key_parameters: tuple[str, ...] = ()  # method.request.(querystring|header|path).NAME
+    authorizer: str | None = None  # the name of the authorizer security scheme protecting it, if any
+    authorization_scopes: tuple[str, ...] = ()  # the scopes its security requirement lists
+    parameters: tuple[Parameter, ...] = ()  # path-item and operation parameters, the operation's winning
+    body_schemas: Mapping[str, Any] = field(default_factory=dict)  # content type -> JSON schema (raw, $refs)
+    request_validator: str | None = None  # the validator's name (the operation's, else the API's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +119,13 @@ class ApiDefinition:
     binary_media_types: tuple[str, ...] = ()
     api_key_source: str = "HEADER"  # x-amazon-apigateway-api-key-source: HEADER or AUTHORIZER
     minimum_compression_size: int | None = None  # x-amazon-apigateway-minimum-compression-size; None: off
+    authorizers: Mapping[str, Authorizer] = field(default_factory=dict)
+    request_validators: Mapping[str, RequestValidator] = field(default_factory=dict)
+    gateway_responses: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # x-amazon-apigateway-gateway-responses
+    cors: Mapping[str, Any] | None = None  # x-amazon-apigateway-cors (HTTP APIs)
+    document: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for schema $refs
     # Set by a SAM template, which names its functions and its stage itself:
     deployment: Deployment | None = None
     default_stage: str | None = None
@@ -148,6 +193,7 @@ class StageSettings:
     method_settings: Mapping[tuple[str, str], MethodSetting] = field(default_factory=dict)
     cache_cluster_enabled: bool = False
     cache_cluster_size_gb: float = 0.5
+    web_acl: Mapping[str, Any] | None = None  # Portway's web ACL for the stage, as written (stages/waf.py)
     where: str = ""
 
     def for_method(self, method: str, resource: str) -> MethodSetting:

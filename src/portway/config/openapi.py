@@ -15,10 +15,13 @@ from portway.config.model import (
     ANY_METHOD,
     DEFAULT_ROUTE,
     ApiDefinition,
+    Authorizer,
     Integration,
     IntegrationResponse,
     IntegrationType,
     Operation,
+    Parameter,
+    RequestValidator,
 )
 from portway.stages.cache import parse_cache_key_parameters
 
@@ -32,6 +35,13 @@ API_KEY_SOURCE_KEY = "x-amazon-apigateway-api-key-source"
 COMPRESSION_KEY = "x-amazon-apigateway-minimum-compression-size"
 COMPRESSION_MAX = 10_485_760
 API_KEY_HEADER = "x-api-key"
+AUTHORIZER_KEY = "x-amazon-apigateway-authorizer"
+AUTHTYPE_KEY = "x-amazon-apigateway-authtype"
+VALIDATORS_KEY = "x-amazon-apigateway-request-validators"
+VALIDATOR_KEY = "x-amazon-apigateway-request-validator"
+GATEWAY_RESPONSES_KEY = "x-amazon-apigateway-gateway-responses"
+CORS_KEY = "x-amazon-apigateway-cors"
+_PARAMETER_LOCATIONS = {"query", "header", "path"}
 
 _METHOD_KEYS = {
     "get": "GET",
@@ -68,6 +78,10 @@ class _Collector:
         self.problems: list[Problem] = []
         self.api_key_schemes: frozenset[str] = frozenset()
         self.default_security: Any = None  # the document's top-level security requirements
+        self.authorizers: dict[str, Authorizer] = {}
+        self.validators: dict[str, RequestValidator] = {}
+        self.default_validator: Any = None
+        self.document: Mapping[str, Any] = {}
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(self.file, path, message))
@@ -106,8 +120,26 @@ def parse_openapi(document: Any, file: Path, http_api: bool | None = None) -> Ap
         out.add(json_path(COMPRESSION_KEY), f"must be a whole number of bytes from 0 to {COMPRESSION_MAX}")
         compression = None
     out.api_key_schemes = _api_key_schemes(document)
+    out.authorizers = _authorizers(document)
     out.default_security = document.get("security")
+    out.validators = _request_validators(document, out)
+    default_validator = document.get(VALIDATOR_KEY)
+    if default_validator is not None and default_validator not in out.validators:
+        out.add(
+            json_path(VALIDATOR_KEY), f"no request validator named {default_validator!r} in {VALIDATORS_KEY}"
+        )
+        default_validator = None
+    out.default_validator = default_validator
+    out.document = document
     operations = _operations(document, out)
+    gateway_responses = document.get(GATEWAY_RESPONSES_KEY) or {}
+    if not isinstance(gateway_responses, Mapping):
+        out.add(json_path(GATEWAY_RESPONSES_KEY), "must be a mapping of gateway response types to responses")
+        gateway_responses = {}
+    cors = document.get(CORS_KEY)
+    if cors is not None and not isinstance(cors, Mapping):
+        out.add(json_path(CORS_KEY), "must be a mapping (allowOrigins, allowMethods, allowHeaders …)")
+        cors = None
     if out.problems:
         raise DefinitionErrors(out.problems)
     return ApiDefinition(
@@ -118,7 +150,127 @@ def parse_openapi(document: Any, file: Path, http_api: bool | None = None) -> Ap
         binary_media_types=binary,
         api_key_source=str(key_source),
         minimum_compression_size=compression,
+        authorizers=out.authorizers,
+        request_validators=out.validators,
+        gateway_responses=gateway_responses,
+        cors=cors,
+        document=document,
     )
+
+
+def _security_schemes(document: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    components = document.get("components")
+    schemes = components.get("securitySchemes") if isinstance(components, Mapping) else None
+    if isinstance(schemes, Mapping):
+        return schemes, "$.components.securitySchemes"
+    schemes = document.get("securityDefinitions")  # Swagger 2
+    if isinstance(schemes, Mapping):
+        return schemes, "$.securityDefinitions"
+    return {}, ""
+
+
+def _authorizers(document: Mapping[str, Any]) -> dict[str, Authorizer]:
+    """Security schemes that are authorizers (Lambda, JWT, Cognito user pools), as written."""
+    schemes, where = _security_schemes(document)
+    return {
+        str(name): Authorizer(str(name), scheme, f"{where}['{name}']")
+        for name, scheme in schemes.items()
+        if isinstance(scheme, Mapping) and (AUTHORIZER_KEY in scheme or AUTHTYPE_KEY in scheme)
+    }
+
+
+def _request_validators(document: Mapping[str, Any], out: _Collector) -> dict[str, RequestValidator]:
+    raw = document.get(VALIDATORS_KEY)
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        out.add(json_path(VALIDATORS_KEY), "must be a mapping of validator names to settings")
+        return {}
+    validators: dict[str, RequestValidator] = {}
+    for name, spec in raw.items():
+        where = f"{json_path(VALIDATORS_KEY)}['{name}']"
+        if not isinstance(spec, Mapping):
+            out.add(where, "must be a mapping with validateRequestBody and validateRequestParameters")
+            continue
+        body = spec.get("validateRequestBody", False)
+        parameters = spec.get("validateRequestParameters", False)
+        if not isinstance(body, bool) or not isinstance(parameters, bool):
+            out.add(where, "validateRequestBody and validateRequestParameters must be true or false")
+            continue
+        validators[str(name)] = RequestValidator(str(name), body, parameters, where)
+    return validators
+
+
+def _resolve_ref(document: Mapping[str, Any], node: Any) -> Any:
+    """Follow a local ``$ref`` (``#/components/...``) once; anything else comes back as it is."""
+    if isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/"):
+        target: Any = document
+        for part in node["$ref"][2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(target, Mapping) or part not in target:
+                return node
+            target = target[part]
+        return target
+    return node
+
+
+def _parameters(
+    document: Mapping[str, Any], raw_lists: list[tuple[Any, str]], out: _Collector
+) -> tuple[tuple[Parameter, ...], dict[str, Any]]:
+    """Declared query/header/path parameters (later lists win by name and place), and a Swagger 2 ``in:
+    body`` parameter's schema."""
+    found: dict[tuple[str, str], Parameter] = {}
+    body: dict[str, Any] = {}
+    for raw, where in raw_lists:
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            out.add(where, "must be a list of parameters")
+            continue
+        for index, item in enumerate(raw):
+            item = _resolve_ref(document, item)
+            here = f"{where}[{index}]"
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                out.add(here, "a parameter needs a name and 'in'")
+                continue
+            location = item.get("in")
+            if location == "body":
+                body["application/json"] = item.get("schema", {})
+                continue
+            if location not in _PARAMETER_LOCATIONS:
+                continue  # cookie / formData: not validated by API Gateway
+            required = bool(item.get("required", location == "path"))
+            found[(item["name"], location)] = Parameter(item["name"], location, required, here)
+    return tuple(found.values()), body
+
+
+def _body_schemas(document: Mapping[str, Any], op: Mapping[str, Any]) -> dict[str, Any]:
+    request_body = _resolve_ref(document, op.get("requestBody"))
+    if not isinstance(request_body, Mapping):
+        return {}
+    content = request_body.get("content")
+    if not isinstance(content, Mapping):
+        return {}
+    return {
+        str(media).lower(): spec["schema"]
+        for media, spec in content.items()
+        if isinstance(spec, Mapping) and "schema" in spec
+    }
+
+
+def _authorizer_of(
+    security: Any, authorizers: Mapping[str, Authorizer]
+) -> tuple[str | None, tuple[str, ...]]:
+    """The authorizer a security requirement list names (the first that names one), and its scopes."""
+    if not isinstance(security, list):
+        return None, ()
+    for requirement in security:
+        if isinstance(requirement, Mapping):
+            for name, scopes in requirement.items():
+                if name in authorizers:
+                    listed = tuple(str(s) for s in scopes) if isinstance(scopes, list) else ()
+                    return str(name), listed
+    return None, ()
 
 
 def _api_key_schemes(document: Mapping[str, Any]) -> frozenset[str]:
@@ -267,6 +419,25 @@ def _operation(method: str, resource: str, op: Any, where: str, out: _Collector)
         return None
     operation_id = op.get("operationId")
     security = op.get("security", out.default_security)
+    authorizer, scopes = _authorizer_of(security, out.authorizers)
+    validator = op.get(VALIDATOR_KEY, out.default_validator)
+    if validator is not None and validator not in out.validators:
+        out.add(f"{where}.{VALIDATOR_KEY}", f"no request validator named {validator!r} in {VALIDATORS_KEY}")
+        validator = None
+    path_item_where = where.rsplit(".", 1)[0] if "." in where else where
+    path_item = out.document.get("paths", {}).get(resource) if resource != DEFAULT_ROUTE else None
+    parameters, swagger_body = _parameters(
+        out.document,
+        [
+            (
+                path_item.get("parameters") if isinstance(path_item, Mapping) else None,
+                f"{path_item_where}.parameters",
+            ),
+            (op.get("parameters"), f"{where}.parameters"),
+        ],
+        out,
+    )
+    body_schemas = _body_schemas(out.document, op) or swagger_body
     cache_keys = _cache_key_parameters(
         raw.get("cacheKeyParameters"),
         f"{integration_where}.cacheKeyParameters",
@@ -281,6 +452,11 @@ def _operation(method: str, resource: str, op: Any, where: str, out: _Collector)
         where=where,
         api_key_required=_requires_api_key(security, out.api_key_schemes),
         cache_key_parameters=cache_keys,
+        authorizer=authorizer,
+        authorization_scopes=scopes,
+        parameters=parameters,
+        body_schemas=body_schemas,
+        request_validator=validator,
     )
 
 

@@ -79,6 +79,8 @@ class LambdaProxyIntegration:
             "requestTimeNs": ctx.request_time_ns,
             "api": self.api,
         }
+        if ctx.authorizer is not None:
+            facts["authorizer"] = ctx.authorizer
         if self.adapter == HTTP_V2:
             facts["body"], facts["isBase64Encoded"] = http_api_body(body, content_type)
             facts["rawPath"] = ctx.scope_path()

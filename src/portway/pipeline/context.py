@@ -6,6 +6,7 @@ import binascii
 import random
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from portway.state.store import Bucket
 from portway.types import Receive, Scope
@@ -45,6 +46,7 @@ class RequestContext:
         "_receive",
         "api_key",
         "api_key_id",
+        "authorizer",
         "cache_status",
         "can_invalidate_cache",
         "extended_request_id",
@@ -59,6 +61,8 @@ class RequestContext:
         "stage",
         "stage_variables",
         "usage_buckets",
+        "validation_error",
+        "waf_status",
     )
 
     def __init__(
@@ -92,6 +96,11 @@ class RequestContext:
         self.usage_buckets: tuple[Bucket, ...] = ()  # the key's usage-plan limits, for the throttle stage
         self.can_invalidate_cache = False  # may Cache-Control: max-age=0 refresh a cached entry
         self.cache_status: str | None = None  # "hit" or "miss" when a cache stage ran
+        # requestContext.authorizer as the integration's event carries it (principalId and context, or
+        # {"claims": …}, or payload 2.0's {"lambda": …} / {"jwt": {"claims", "scopes"}}), once one ran:
+        self.authorizer: dict[str, Any] | None = None
+        self.validation_error: str | None = None  # why a request validator refused it ($context.error…)
+        self.waf_status: str | None = None  # the web ACL's decision: "ALLOW", "BLOCK" or "COUNT"
 
     # Read from the scope when asked: most routes never need them.
 
