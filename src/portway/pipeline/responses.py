@@ -34,6 +34,15 @@ class ResponseType(StrEnum):
     INVALID_API_KEY = "INVALID_API_KEY"  # missing, unknown or disabled API key, or no usage plan for it
     THROTTLED = "THROTTLED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    UNAUTHORIZED = "UNAUTHORIZED"  # the authorizer found no (or no valid) identity
+    ACCESS_DENIED = "ACCESS_DENIED"  # the authorizer's policy denies the method
+    AUTHORIZER_FAILURE = "AUTHORIZER_FAILURE"  # the authorizer failed (error, timeout, garbage)
+    AUTHORIZER_CONFIGURATION_ERROR = "AUTHORIZER_CONFIGURATION_ERROR"
+    EXPIRED_TOKEN = "EXPIRED_TOKEN"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    BAD_REQUEST_BODY = "BAD_REQUEST_BODY"  # the body failed the model (request validator)
+    BAD_REQUEST_PARAMETERS = "BAD_REQUEST_PARAMETERS"  # required parameters missing (request validator)
+    WAF_FILTERED = "WAF_FILTERED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,27 @@ REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
     ResponseType.INVALID_API_KEY: GatewayResponse(403, "Forbidden", "ForbiddenException"),
     ResponseType.THROTTLED: GatewayResponse(429, "Too Many Requests", "TooManyRequestsException"),
     ResponseType.QUOTA_EXCEEDED: GatewayResponse(429, "Limit Exceeded", "LimitExceededException"),
+    ResponseType.UNAUTHORIZED: GatewayResponse(401, "Unauthorized", "UnauthorizedException"),
+    # Capital M: what AWS sends for an explicit deny.
+    ResponseType.ACCESS_DENIED: GatewayResponse(
+        403,
+        "User is not authorized to access this resource with an explicit deny",
+        "AccessDeniedException",
+        message_key="Message",
+    ),
+    ResponseType.AUTHORIZER_FAILURE: GatewayResponse(
+        500, "Internal server error", "AuthorizerFailureException"
+    ),
+    ResponseType.AUTHORIZER_CONFIGURATION_ERROR: GatewayResponse(
+        500, "Internal server error", "AuthorizerConfigurationException"
+    ),
+    ResponseType.EXPIRED_TOKEN: GatewayResponse(403, "Token expired", "ExpiredTokenException"),
+    ResponseType.INVALID_SIGNATURE: GatewayResponse(403, "Invalid signature", "InvalidSignatureException"),
+    ResponseType.BAD_REQUEST_BODY: GatewayResponse(400, "Invalid request body", "BadRequestException"),
+    ResponseType.BAD_REQUEST_PARAMETERS: GatewayResponse(
+        400, "Missing required request parameters: []", "BadRequestException"
+    ),
+    ResponseType.WAF_FILTERED: GatewayResponse(403, "Forbidden", "ForbiddenException"),
 }
 
 # HTTP APIs answer with their own codes and words, and without x-amzn-ErrorType.
@@ -91,6 +121,17 @@ HTTP_RESPONSES: dict[ResponseType, GatewayResponse] = {
     ResponseType.INVALID_API_KEY: GatewayResponse(403, "Forbidden", None),
     ResponseType.THROTTLED: GatewayResponse(429, "Too Many Requests", None),
     ResponseType.QUOTA_EXCEEDED: GatewayResponse(429, "Limit Exceeded", None),
+    ResponseType.UNAUTHORIZED: GatewayResponse(401, "Unauthorized", None),
+    ResponseType.ACCESS_DENIED: GatewayResponse(403, "Forbidden", None),
+    ResponseType.AUTHORIZER_FAILURE: GatewayResponse(500, "Internal Server Error", None),
+    ResponseType.AUTHORIZER_CONFIGURATION_ERROR: GatewayResponse(500, "Internal Server Error", None),
+    ResponseType.EXPIRED_TOKEN: GatewayResponse(401, "Unauthorized", None),
+    ResponseType.INVALID_SIGNATURE: GatewayResponse(401, "Unauthorized", None),
+    ResponseType.BAD_REQUEST_BODY: GatewayResponse(400, "Invalid request body", None),
+    ResponseType.BAD_REQUEST_PARAMETERS: GatewayResponse(
+        400, "Missing required request parameters: []", None
+    ),
+    ResponseType.WAF_FILTERED: GatewayResponse(403, "Forbidden", None),
 }
 
 ResponseTable = dict[ResponseType, GatewayResponse]
@@ -98,9 +139,14 @@ ResponseTable = dict[ResponseType, GatewayResponse]
 _JSON = (b"content-type", b"application/json")
 
 
-def gateway_response(kind: ResponseType, table: ResponseTable = REST_RESPONSES) -> Response:
+def gateway_response(
+    kind: ResponseType, table: ResponseTable = REST_RESPONSES, message: str | None = None
+) -> Response:
+    """The answer of ``kind`` from ``table``; ``message`` replaces the default message where it says more
+    (``Missing required request parameters: [id]``)."""
     spec = table[kind]
     headers: Headers = [_JSON]
     if spec.error_type is not None:
         headers.append((b"x-amzn-errortype", spec.error_type.encode()))
-    return Response(spec.status, headers, spec.encoded)
+    body = spec.encoded if message is None else orjson.dumps({spec.message_key: message})
+    return Response(spec.status, headers, body)
