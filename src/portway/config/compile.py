@@ -167,44 +167,89 @@ def resolve_functions(
     """Every Lambda function the routes use, which function each (method, resource) calls, where each
     function's handler was named, and the routes whose function Portway cannot run (function, why)."""
     out = problems if problems is not None else _Problems()
-    specs: dict[str, FunctionSpec] = {}
-    origins: dict[str, FunctionOrigin] = {}
+    registry = FunctionRegistry(api.source, deployment, stage, stage_variables, out)
     by_route: dict[tuple[str, str], str] = {}
     unavailable: dict[tuple[str, str], tuple[str, str]] = {}
-    file = api.source
     for op in api.operations:
         integration = op.integration
         if integration.type is not IntegrationType.AWS_PROXY:
             continue
+        found = registry.resolve(
+            integration.uri,
+            integration.handler,
+            label=f"{op.method} {op.resource}",
+            uri_where=f"{integration.where}.uri",
+            handler_where=f"{op.where}.x-portway-handler",
+        )
+        if isinstance(found, Unavailable):
+            unavailable[(op.method, op.resource)] = (found.function, found.why)
+        elif found is not None:
+            by_route[(op.method, op.resource)] = found
+    return registry.specs, by_route, registry.origins, unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A function named by the definition that Portway cannot run (a non-Python runtime), and why."""
+
+    function: str
+    why: str
+
+
+class FunctionRegistry:
+    """Lambda functions named by integrations and authorizers → local handlers (FunctionSpecs), each checked
+    once; problems are reported where the function was named."""
+
+    def __init__(
+        self,
+        file: Path,
+        deployment: Deployment,
+        stage: str,
+        stage_variables: Mapping[str, str],
+        out: _Problems,
+    ) -> None:
+        self.file = file
+        self.deployment = deployment
+        self.stage = stage
+        self.stage_variables = stage_variables
+        self.out = out
+        self.specs: dict[str, FunctionSpec] = {}
+        self.origins: dict[str, FunctionOrigin] = {}
+
+    def resolve(
+        self, uri: str | None, handler: str | None, *, label: str, uri_where: str, handler_where: str
+    ) -> str | Unavailable | None:
+        """The name of the function a Lambda ``uri`` (or an ``x-portway-handler``, which wins) names, its
+        spec registered; an :class:`Unavailable` one; or None after reporting why it cannot be run."""
+        file, deployment, out = self.file, self.deployment, self.out
         name: str | None = None
         region = "us-east-1"
-        if integration.uri is not None:
-            uri = _substitute_stage_variables(
-                integration.uri, stage_variables, file, f"{integration.where}.uri", stage, out
+        if uri is not None:
+            resolved = _substitute_stage_variables(
+                uri, self.stage_variables, file, uri_where, self.stage, out
             )
-            if uri is None:
-                continue
-            parsed = _function_name(uri)
+            if resolved is None:
+                return None
+            parsed = _function_name(resolved)
             if parsed is None:
                 out.add(
                     file,
-                    f"{integration.where}.uri",
-                    f"{op.method} {op.resource}: not a Lambda invocation uri "
+                    uri_where,
+                    f"{label}: not a Lambda invocation uri "
                     "(arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/FUNCTION_ARN/invocations)",
                 )
-                continue
+                return None
             name, region = parsed
         entry = deployment.functions.get(name) if name is not None else None
-        if entry is not None and entry.unsupported is not None and integration.handler is None:
-            unavailable[(op.method, op.resource)] = (entry.name, entry.unsupported)
-            continue
-        if integration.handler is not None:
+        if entry is not None and entry.unsupported is not None and handler is None:
+            return Unavailable(entry.name, entry.unsupported)
+        if handler is not None:
             try:
-                code_dir, module, attribute = parse_handler(file.parent, integration.handler)
+                code_dir, module, attribute = parse_handler(file.parent, handler)
             except ValueError as exc:
-                out.add(file, f"{op.where}.x-portway-handler", str(exc))
-                continue
-            name = name or _handler_name(integration.handler)
+                out.add(file, handler_where, str(exc))
+                return None
+            name = name or _handler_name(handler)
             spec = FunctionSpec(
                 name=name,
                 code_dir=code_dir,
@@ -216,13 +261,13 @@ def resolve_functions(
                 concurrency=entry.concurrency if entry else 4,
                 region=region,
             )
-            where, where_file = f"{op.where}.x-portway-handler", file
+            where, where_file = handler_where, file
         elif entry is not None:
             try:
                 code_dir, module, attribute = parse_handler(entry.base_dir, entry.handler)
             except ValueError as exc:
                 out.add(deployment.source or file, f"{entry.where}.handler", str(exc))
-                continue
+                return None
             spec = FunctionSpec(
                 name=entry.name,
                 code_dir=code_dir,
@@ -239,32 +284,26 @@ def resolve_functions(
             hint = (
                 f"add it to the functions file ({deployment.source})"
                 if deployment.source
-                else "pass --functions FILE naming it, or put x-portway-handler: module.function "
-                "on the operation"
+                else "pass --functions FILE naming it, or put x-portway-handler: module.function beside it"
             )
-            out.add(
-                file,
-                f"{integration.where}.uri",
-                f"{op.method} {op.resource}: Lambda function {name!r} has no local handler: {hint}",
-            )
-            continue
-        previous = specs.get(spec.name)
+            out.add(file, uri_where, f"{label}: Lambda function {name!r} has no local handler: {hint}")
+            return None
+        previous = self.specs.get(spec.name)
         if previous is not None and (previous.module, previous.attribute, previous.code_dir) != (
             spec.module,
             spec.attribute,
             spec.code_dir,
         ):
             out.add(where_file, where, f"function {spec.name!r} is bound to two different handlers")
-            continue
+            return None
         if previous is None:
             missing = _check_handler_file(spec)
             if missing is not None:
                 out.add(where_file, where, f"function {spec.name!r}: {missing}")
-                continue
-            specs[spec.name] = spec
-            origins[spec.name] = FunctionOrigin(where_file, where)
-        by_route[(op.method, op.resource)] = spec.name
-    return specs, by_route, origins, unavailable
+                return None
+            self.specs[spec.name] = spec
+            self.origins[spec.name] = FunctionOrigin(where_file, where)
+        return spec.name
 
 
 def _mock(op: Operation, file: Path, out: _Problems, table: ResponseTable) -> MockIntegration | None:
