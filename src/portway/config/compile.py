@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from portway.config.errors import DefinitionErrors, Problem
 from portway.config.model import (
@@ -34,6 +35,7 @@ from portway.integrations.mock import (
 )
 from portway.lambdas.runtime import LambdaRuntime
 from portway.lambdas.spec import FunctionSpec, parse_handler
+from portway.pipeline.build import StageBuild
 from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseTable
 from portway.pipeline.stage import Stage
 from portway.routing import DuplicateRoute, Router
@@ -75,6 +77,7 @@ class Resources:
     # API keys, usage plans and quota counters: opened on first use (a SQLite file or the Redis store).
     keys_store: Callable[[], Store] = field(default_factory=_memory_keys)
     key_cache: KeyCache | None = None  # made when a route first requires an API key; shared by all
+    lasting: dict[str, Any] = field(default_factory=dict)  # what stages keep across reloads (key sets …)
     # One outage report per feature, shared by its every route:
     quota_outage: StoreOutage = field(
         default_factory=lambda: StoreOutage("quotas", "letting requests through uncounted")
@@ -428,6 +431,7 @@ class _StageContext:
     settings: StageSettings
     resources: Resources
     table: ResponseTable
+    features: StageBuild  # what the feature modules' build_stage functions are given
 
 
 def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
@@ -596,7 +600,33 @@ def compile_gateway(
     if settings.cache_cluster_enabled:
         # The stage's cache cluster size is the cache's bound (AWS sizes it in GB of memory).
         resources.store.cache_bytes = int(settings.cache_cluster_size_gb * 2**30)
-    build = _StageContext(api, api_info, stage, settings, resources, table)
+    registry = FunctionRegistry(file, deployment, stage, variables, out)
+    registry.specs, registry.origins = functions, origins  # authorizers add theirs to the same maps
+
+    def resolve_function(
+        uri: str | None, handler: str | None, label: str, uri_where: str, handler_where: str
+    ) -> str | None:
+        found = registry.resolve(uri, handler, label=label, uri_where=uri_where, handler_where=handler_where)
+        if isinstance(found, Unavailable):
+            out.add(file, uri_where, f"{label}: function {found.function} cannot run here: {found.why}")
+            return None
+        return found
+
+    features = StageBuild(
+        api=api,
+        api_info=api_info,
+        stage=stage,
+        stage_variables=variables,
+        settings=settings,
+        table=table,
+        runtime=resources.runtime,
+        store=resources.store,
+        clock=resources.clock,
+        problem=lambda where, message: out.add(file, where, message),
+        function=resolve_function,
+        lasting=resources.lasting,
+    )
+    build = _StageContext(api, api_info, stage, settings, resources, table, features)
     routes: list[tuple[str, str, Route]] = []
     default_route: Route | None = None
     for op in api.operations:

@@ -4,11 +4,11 @@ Each feature module in ``portway.stages`` that reads its settings from the defin
 
     def build_stage(op: Operation, build: StageBuild) -> Stage | None
 
-returning the route's stage, or None when the route does not use the feature. Problems in what the user wrote
-are reported with ``build.problem(where, message)`` (``where``: a JSON path in the definition) and never raised:
-the compiler collects them all. Objects every route of the API shares (one result cache per authorizer, one
-JWKS per issuer …) live in ``build.shared``, keyed by the module; ``build.lasting`` outlives reloads (a JWKS
-fetched once stays fetched).
+returning the route's stage, or None when the route does not use the feature. Problems in what the user
+wrote are reported with ``build.problem(where, message)`` (``where``: a JSON path in the definition), never
+raised: the compiler collects them all. Objects every route of the API shares (one result cache per
+authorizer, one JWKS per issuer …) live in ``build.shared``, keyed by the module; ``build.lasting`` outlives
+reloads (a JWKS fetched once stays fetched).
 """
 
 from __future__ import annotations
