@@ -37,13 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -66,19 +66,29 @@ WRK_GRACE_S = 20.0  # on top of a run's duration before wrk is killed
 NOISY_OTHERS_CPU = 0.15
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# wrk's done() hook prints one JSON line we parse, instead of scraping its human-readable report.
-WRK_SCRIPT = r"""
-done = function(summary, latency, requests)
+# wrk's done() hook prints one JSON line we parse, instead of scraping its human-readable report. Every
+# script's hook writes it with WRK_REPORT's function: wrk's counts and errors (what wrk_result and wrk_errors
+# read), then the members the script adds (a string.format format and its values).
+WRK_REPORT = r"""
+function portway_report(summary, members, ...)
   local e = summary.errors
   io.write(string.format(
     'PORTWAY_BENCH {"requests":%d,"duration_us":%d,"bytes":%d,'
     .. '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d,'
-    .. '"mean_us":%.1f,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+    .. members .. '}\n',
     summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    e.connect, e.read, e.write, e.status, e.timeout, ...))
 end
 """
+WRK_SCRIPT = (
+    WRK_REPORT
+    + r"""
+done = function(summary, latency, requests)
+  portway_report(summary, '"mean_us":%.1f,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d',
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max)
+end
+"""
+)
 WRK_MARKER = "PORTWAY_BENCH "
 
 
@@ -125,6 +135,23 @@ class Measurement:
     @property
     def noisy(self) -> bool:
         return self.others_cpu is not None and self.others_cpu > NOISY_OTHERS_CPU
+
+
+M = TypeVar("M", bound=Measurement)
+
+
+class Measured(Protocol):
+    """What the shared measuring code needs of a target (run.py's and traffic.py's)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+T = TypeVar("T", bound=Measured)
 
 
 @dataclass(slots=True)
@@ -283,13 +310,17 @@ class Server:
                     ) from None
                 time.sleep(0.05)
         for path in paths:
-            status, body = http_get(self.port, path)
-            if status != 200 or body != EXPECTED_BODY:
-                raise BenchError(
-                    f"{self.name}: GET {path} answered {status} {body[:200]!r}, "
-                    f"expected 200 {EXPECTED_BODY!r}:\n{self.log_tail()}"
-                )
+            self.expect_hello(path)
         self.descendants = _children(self.process.pid)
+
+    def expect_hello(self, path: str, headers: dict[str, str] | None = None) -> None:
+        """GET ``path`` must answer 200 with the expected body (else BenchError, with the server's log)."""
+        status, body = http_get(self.port, path, headers)
+        if status != 200 or body != EXPECTED_BODY:
+            raise BenchError(
+                f"{self.name}: GET {path} answered {status} {body[:200]!r}, "
+                f"expected 200 {EXPECTED_BODY!r}:\n{self.log_tail()}"
+            )
 
     def pid(self) -> int:
         assert self.process is not None
@@ -336,10 +367,10 @@ class Server:
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
-        connection.request("GET", path, headers={"Accept": "application/json"})
+        connection.request("GET", path, headers={"Accept": "application/json", **(headers or {})})
         response = connection.getresponse()
         return response.status, response.read()
     except OSError as exc:
@@ -467,15 +498,42 @@ def wrk_errors(raw: dict[str, Any]) -> dict[str, int]:
     }
 
 
+class Beside(Protocol):
+    """Another process the load keeps busy beside the server (traffic.py's Redis): its CPU is counted apart,
+    not as noise. Read just before the measured run and just after it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> float | None:
+        """Its CPU seconds since start(), None where they cannot be read."""
+        ...
+
+
+def per_request(cpu_s: float | None, requests: int) -> float | None:
+    """CPU seconds over a run as µs per request."""
+    return cpu_s * 1e6 / requests if cpu_s is not None and requests else None
+
+
 def measure(
-    load: Load, server: Server, target: Target, round_no: int, args: argparse.Namespace
-) -> Measurement:
+    kind: type[M],
+    load: Load,
+    server: Server,
+    target: Measured,
+    round_no: int,
+    args: argparse.Namespace,
+    headers: Sequence[str] = (),
+    beside: Beside | None = None,
+) -> M:
+    """A warm-up, then one measured wrk run of ``target`` with the CPU that everyone spent meanwhile."""
     if args.warmup > 0:
-        load.run(server.port, target.path, args.warmup)
+        load.run(server.port, target.path, args.warmup, headers)
     server.pin_workers()
+    if beside is not None:
+        beside.start()
     before = CpuSample.take(server)
-    raw = load.run(server.port, target.path, args.duration)
+    raw = load.run(server.port, target.path, args.duration, headers)
     after = CpuSample.take(server)
+    beside_cpu = beside.stop() if beside is not None else None
     duration_s = raw["duration_us"] / 1e6
     requests = int(raw["requests"])
     server_cpu = _delta(after.server, before.server)
@@ -483,9 +541,12 @@ def measure(
     own_cpu = server_cpu + workers_cpu if server_cpu is not None else None
     wrk_cpu = after.load - before.load
     machine = _delta(after.machine, before.machine)
-    others = max(0.0, machine - own_cpu - wrk_cpu) if machine is not None and own_cpu is not None else None
-    errors = wrk_errors(raw)
-    return Measurement(
+    others = (
+        max(0.0, machine - own_cpu - wrk_cpu - (beside_cpu or 0.0))
+        if machine is not None and own_cpu is not None
+        else None
+    )
+    return kind(
         target=target.key,
         round=round_no,
         requests=requests,
@@ -496,12 +557,56 @@ def measure(
         p90_ms=raw["p90_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
-        errors=errors,
-        server_cpu_us_per_request=own_cpu * 1e6 / requests if own_cpu is not None and requests else None,
-        workers_cpu_us_per_request=(workers_cpu * 1e6 / requests if after.workers and requests else None),
+        errors=wrk_errors(raw),
+        server_cpu_us_per_request=per_request(own_cpu, requests),
+        workers_cpu_us_per_request=per_request(workers_cpu, requests) if after.workers else None,
         wrk_cpu=wrk_cpu / duration_s if duration_s else 0.0,
         others_cpu=others / duration_s if others is not None and duration_s else None,
     )
+
+
+def measure_rounds(
+    args: argparse.Namespace,
+    servers: Collection[Server],
+    targets: Sequence[T],
+    ready: Callable[[int], None],
+    take: Callable[[T, int], M],
+    line: Callable[[M], str],
+) -> tuple[list[M], list[M]]:
+    """``args.rounds`` rounds of every target, each round with fresh servers (``ready`` checks them) and in
+    a rotated order; a measurement that other processes disturbed is taken again (``args.retries``) and the
+    least disturbed one kept. The measurements kept, and those dropped. The servers are stopped at the end."""
+    runs: list[M] = []
+    discarded: list[M] = []
+    try:
+        for round_no in range(1, args.rounds + 1):
+            # Fresh server processes every round: one process's memory layout and hash seed can move
+            # its figure by several percent, and the median should span several of them.
+            for server in servers:
+                server.stop()
+                server.start()
+            ready(round_no)
+            shift = (round_no - 1) % len(targets)
+            for target in [*targets[shift:], *targets[:shift]]:  # rotate: no target always goes first
+                m = take(target, round_no)
+                print(f"  round {round_no} {target.key} {target.label:<22} {line(m)}", flush=True)
+                for attempt in range(2, args.retries + 2):
+                    if not m.noisy:
+                        break
+                    # Disturbed by other processes: measure again, keep the least disturbed.
+                    again = take(target, round_no)
+                    again.attempt = attempt
+                    print(f"    again {target.key} {target.label:<22} {line(again)}", flush=True)
+                    kept, dropped = (
+                        (again, m) if (again.others_cpu or 0) < (m.others_cpu or 0) else (m, again)
+                    )
+                    discarded.append(dropped)
+                    m = kept
+                runs.append(m)
+    finally:
+        for server in servers:
+            server.stop()
+    return runs, discarded
 
 
 # --- set-up ------------------------------------------------------------------------------------------
@@ -546,6 +651,15 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "missing"
+
+
+def pinning_json(pinning: Pinning) -> dict[str, Any]:
+    return {
+        "server_cpus": sorted(pinning.server_cpus) if pinning.server_cpus else None,
+        "load_cpus": sorted(pinning.load_cpus) if pinning.load_cpus else None,
+        "worker_cpus": sorted(pinning.worker_cpus) if pinning.worker_cpus else None,
+        "note": pinning.note,
+    }
 
 
 def machine_info(wrk: str) -> dict[str, Any]:
@@ -602,39 +716,91 @@ def servers(log_dir: Path, pinning: Pinning, functions: Path) -> dict[str, Serve
 # --- report ------------------------------------------------------------------------------------------
 
 
-def summarise(runs: Sequence[Measurement]) -> tuple[dict[str, Summary], list[Ratio]]:
-    summaries: dict[str, Summary] = {}
-    for target in TARGET_LIST:
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the values there are (None where there are none)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def by_target(targets: Iterable[T], runs: Sequence[M]) -> Iterator[tuple[T, list[M]]]:
+    """Every target that was measured, with its measurements."""
+    for target in targets:
         mine = [m for m in runs if m.target == target.key]
-        if not mine:
-            continue
-        cpu = [m.server_cpu_us_per_request for m in mine if m.server_cpu_us_per_request is not None]
-        workers = [m.workers_cpu_us_per_request for m in mine if m.workers_cpu_us_per_request is not None]
-        others = [m.others_cpu for m in mine if m.others_cpu is not None]
-        summaries[target.key] = Summary(
-            target=target.key,
-            label=target.label,
-            rps=statistics.median(m.rps for m in mine),
-            rps_rounds=[m.rps for m in mine],
-            p50_ms=statistics.median(m.p50_ms for m in mine),
-            p99_ms=statistics.median(m.p99_ms for m in mine),
-            server_cpu_us_per_request=statistics.median(cpu) if cpu else None,
-            workers_cpu_us_per_request=statistics.median(workers) if workers else None,
-            others_cpu=max(others) if others else None,
-            errors=sum(sum(m.errors.values()) for m in mine),
-        )
-    ratios: list[Ratio] = []
-    base = summaries.get("a")
-    for name, goal in TARGETS.items():
+        if mine:
+            yield target, mine
+
+
+def figures(mine: Sequence[Measurement]) -> dict[str, Any]:
+    """A target's figures over its rounds, as the fields every summary has: medians, the round by round
+    req/s, the worst disturbance and every error."""
+    others = [m.others_cpu for m in mine if m.others_cpu is not None]
+    return {
+        "rps": statistics.median(m.rps for m in mine),
+        "rps_rounds": [m.rps for m in mine],
+        "p50_ms": statistics.median(m.p50_ms for m in mine),
+        "p99_ms": statistics.median(m.p99_ms for m in mine),
+        "server_cpu_us_per_request": median(m.server_cpu_us_per_request for m in mine),
+        "workers_cpu_us_per_request": median(m.workers_cpu_us_per_request for m in mine),
+        "others_cpu": max(others) if others else None,
+        "errors": sum(sum(m.errors.values()) for m in mine),
+    }
+
+
+class Figured(Protocol):
+    """What the shared report code reads of a summary (run.py's Summary, traffic.py's TrafficSummary)."""
+
+    @property
+    def rps(self) -> float: ...
+    @property
+    def rps_rounds(self) -> list[float]: ...
+    @property
+    def p50_ms(self) -> float: ...
+    @property
+    def p99_ms(self) -> float: ...
+    @property
+    def server_cpu_us_per_request(self) -> float | None: ...
+    @property
+    def workers_cpu_us_per_request(self) -> float | None: ...
+    @property
+    def errors(self) -> int: ...
+
+
+def rps_ratios(
+    summaries: Mapping[str, Figured], base: str, names: Iterable[str]
+) -> Iterator[tuple[str, float, list[float]]]:
+    """For every name "x/BASE" whose x and base were measured: x's req/s over base's, and round by round."""
+    under = summaries.get(base)
+    for name in names:
         key = name.split("/")[0]
-        if base is None or key not in summaries or not base.rps:
+        if under is None or key not in summaries or not under.rps:
             continue
         per_round = [
             round(x / y, 3) if y else 0.0
-            for x, y in zip(summaries[key].rps_rounds, base.rps_rounds, strict=False)
+            for x, y in zip(summaries[key].rps_rounds, under.rps_rounds, strict=False)
         ]
-        value = summaries[key].rps / base.rps
-        ratios.append(Ratio(name, value, per_round, goal, value >= goal))
+        yield name, summaries[key].rps / under.rps, per_round
+
+
+def cost_ratios(cost: Callable[[str], float | None], base: str, names: Iterable[str]) -> dict[str, float]:
+    """For every name "x/BASE": cost(base) / cost(x), where both are known."""
+    under = cost(base)
+    ratios: dict[str, float] = {}
+    for name in names:
+        other = cost(name.split("/")[0])
+        if under and other:
+            ratios[name] = under / other
+    return ratios
+
+
+def summarise(runs: Sequence[Measurement]) -> tuple[dict[str, Summary], list[Ratio]]:
+    summaries = {
+        target.key: Summary(target=target.key, label=target.label, **figures(mine))
+        for target, mine in by_target(TARGET_LIST, runs)
+    }
+    ratios = [
+        Ratio(name, value, per_round, TARGETS[name], value >= TARGETS[name])
+        for name, value, per_round in rps_ratios(summaries, "a", TARGETS)
+    ]
     return summaries, ratios
 
 
@@ -644,19 +810,14 @@ def cpu_ratios(summaries: dict[str, Summary], workers_apart: bool) -> dict[str, 
     A cross-check that other load on the machine disturbs less than it disturbs req/s. The cost is what
     runs on the servers' CPU: without the Lambda workers' share when they run elsewhere."""
 
-    def cost(summary: Summary | None) -> float | None:
+    def cost(key: str) -> float | None:
+        summary = summaries.get(key)
         if summary is None or not summary.server_cpu_us_per_request:
             return None
         workers = summary.workers_cpu_us_per_request or 0.0
         return summary.server_cpu_us_per_request - (workers if workers_apart else 0.0)
 
-    base = cost(summaries.get("a"))
-    ratios: dict[str, float] = {}
-    for name in TARGETS:
-        other = cost(summaries.get(name.split("/")[0]))
-        if base and other:
-            ratios[name] = base / other
-    return ratios
+    return cost_ratios(cost, "a", TARGETS)
 
 
 def _cpu_cell(total: float | None, workers: float | None) -> str:
@@ -668,46 +829,79 @@ def _cpu_cell(total: float | None, workers: float | None) -> str:
     )
 
 
-def report(summaries: dict[str, Summary], ratios: Sequence[Ratio], by_cpu: dict[str, float]) -> str:
-    header = ("", "target", "req/s", "per round", "p50", "p99", "server CPU/req", "others", "errors")
-    rows = [header]
-    for s in summaries.values():
-        rows.append(
-            (
-                s.target,
-                s.label,
-                f"{s.rps:,.0f}",
-                " ".join(f"{r:,.0f}" for r in s.rps_rounds),
-                f"{s.p50_ms:.2f} ms",
-                f"{s.p99_ms:.2f} ms",
-                _cpu_cell(s.server_cpu_us_per_request, s.workers_cpu_us_per_request),
-                f"{s.others_cpu:.2f}" if s.others_cpu is not None else "-",
-                str(s.errors),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+def figure_cells(s: Figured) -> tuple[str, str, str, str, str]:
+    """A summary's req/s, req/s per round, p50, p99 and server CPU per request, as a table shows them."""
+    return (
+        f"{s.rps:,.0f}",
+        " ".join(f"{r:,.0f}" for r in s.rps_rounds),
+        f"{s.p50_ms:.2f} ms",
+        f"{s.p99_ms:.2f} ms",
+        _cpu_cell(s.server_cpu_us_per_request, s.workers_cpu_us_per_request),
+    )
+
+
+def others_cell(others_cpu: float | None) -> str:
+    return f"{others_cpu:.2f}" if others_cpu is not None else "-"
+
+
+def table(rows: Sequence[Sequence[str]], left: int) -> list[str]:
+    """The rows as columns, the first ``left`` of them aligned left, under the first row a rule."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w)
+            cell.ljust(w) if i < left else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
+        ).rstrip()
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def ratio_line(
+    name: str, value: float, per_round: Sequence[float], target: float | None, verdict: str
+) -> str:
+    spread = f"rounds {min(per_round):.2f} to {max(per_round):.2f}" if per_round else ""
+    goal = f"target >= {target:.2f}" if target is not None else "no target     "
+    return f"{name} = {value:.2f}   {goal}   {verdict}   ({spread})"
+
+
+def by_cpu_line(title: str, by_cpu: dict[str, float]) -> str:
+    return (
+        f"{title}: "
+        + "   ".join(f"{name} = {value:.2f}" for name, value in by_cpu.items())
+        + "   (cross-check, not the verdict)"
+    )
+
+
+def report(summaries: dict[str, Summary], ratios: Sequence[Ratio], by_cpu: dict[str, float]) -> str:
+    header = ("", "target", "req/s", "per round", "p50", "p99", "server CPU/req", "others", "errors")
+    rows = [
+        (s.target, s.label, *figure_cells(s), others_cell(s.others_cpu), str(s.errors))
+        for s in summaries.values()
+    ]
+    lines = table([header, *rows], left=2)
     lines.append("")
-    for ratio in ratios:
-        spread = f"rounds {min(ratio.per_round):.2f} to {max(ratio.per_round):.2f}" if ratio.per_round else ""
-        verdict = "PASS" if ratio.passed else "FAIL"
-        lines.append(
-            f"{ratio.name} = {ratio.value:.2f}   target >= {ratio.target:.2f}   {verdict}   ({spread})"
-        )
+    for r in ratios:
+        lines.append(ratio_line(r.name, r.value, r.per_round, r.target, "PASS" if r.passed else "FAIL"))
     if by_cpu:
-        lines.append(
-            "by server CPU per request: "
-            + "   ".join(f"{name} = {value:.2f}" for name, value in by_cpu.items())
-            + "   (cross-check, not the verdict)"
+        lines.append(by_cpu_line("by server CPU per request", by_cpu))
+    return "\n".join(lines)
+
+
+def warn_of_failures(summaries: Iterable[Figured]) -> None:
+    if any(s.errors for s in summaries):
+        print("\nwarning: some requests failed (see the errors column): those figures are not comparable")
+
+
+def warn_of_noise(runs: Sequence[Measurement], advice: str) -> None:
+    """The warning that other processes disturbed measurements, and ``advice`` after it."""
+    noisy = [m for m in runs if m.noisy]
+    if noisy:
+        print(
+            f"\nwarning: other processes kept more than {NOISY_OTHERS_CPU:.2f} CPU busy during "
+            f"{len(noisy)} of {len(runs)} measurements{advice}"
         )
-    return "\n".join(line.rstrip() for line in lines)
 
 
 # --- main --------------------------------------------------------------------------------------------
@@ -730,10 +924,11 @@ def _cpu_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected CPU numbers like 0 or 0,1; got {text!r}") from None
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Throughput of Portway's Mock and Lambda proxy routes against a bare ASGI hello-world.",
-    )
+def add_measurement_options(
+    parser: argparse.ArgumentParser, rounds_of: str, retries_detail: str = ""
+) -> None:
+    """--duration, --warmup, --connections, --threads, --rounds ("rounds of ``rounds_of``") and --retries
+    (``retries_detail`` ends its first sentence): what measure() and measure_rounds() read."""
     parser.add_argument(
         "--duration",
         type=_positive(int),
@@ -753,30 +948,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads", type=_positive(int), default=1, help="wrk threads (default: %(default)s)"
     )
     parser.add_argument(
-        "--rounds",
-        type=_positive(int),
-        default=3,
-        help="rounds of a, b, c; medians are compared (default: %(default)s)",
+        "--rounds", type=_positive(int), default=3, help=f"rounds of {rounds_of} (default: %(default)s)"
     )
     parser.add_argument(
         "--retries",
         type=int,
         default=1,
         help=f"measure again, up to this many times, when other processes kept more than {NOISY_OTHERS_CPU} "
-        "CPU busy; the least disturbed measurement is kept (default: %(default)s)",
+        f"CPU busy{retries_detail} (default: %(default)s)",
+    )
+
+
+def add_cpu_options(parser: argparse.ArgumentParser, server_help: str, load_help: str) -> None:
+    """--server-cpus and --load-cpus, for choose_pinning()."""
+    parser.add_argument("--server-cpus", type=_cpu_list, default=None, help=server_help)
+    parser.add_argument("--load-cpus", type=_cpu_list, default=None, help=load_help)
+
+
+def check_measurement_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, threads_detail: str = ""
+) -> None:
+    if args.warmup < 0 or args.retries < 0:
+        parser.error("--warmup and --retries must be >= 0")
+    if args.connections < args.threads:
+        parser.error(f"--connections must be >= --threads{threads_detail}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Throughput of Portway's Mock and Lambda proxy routes against a bare ASGI hello-world.",
+    )
+    add_measurement_options(
+        parser, "a, b, c; medians are compared", "; the least disturbed measurement is kept"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
-    parser.add_argument(
-        "--server-cpus",
-        type=_cpu_list,
-        default=None,
-        help="CPUs for the servers and their Lambda workers, e.g. 0 (default: the first one allowed)",
-    )
-    parser.add_argument(
-        "--load-cpus",
-        type=_cpu_list,
-        default=None,
-        help="CPUs for wrk, e.g. 1 (default: the second one allowed)",
+    add_cpu_options(
+        parser,
+        "CPUs for the servers and their Lambda workers, e.g. 0 (default: the first one allowed)",
+        "CPUs for wrk, e.g. 1 (default: the second one allowed)",
     )
     parser.add_argument(
         "--worker-cpus",
@@ -802,22 +1011,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="JSON results file (default: bench/results/bench-TIMESTAMP.json)",
     )
     args = parser.parse_args(argv)
-    if args.warmup < 0 or args.retries < 0:
-        parser.error("--warmup and --retries must be >= 0")
-    if args.connections < args.threads:
-        parser.error("--connections must be >= --threads (wrk needs a connection per thread)")
+    check_measurement_options(parser, args, " (wrk needs a connection per thread)")
     return args
 
 
-def _line(m: Measurement) -> str:
+def measurement_line(m: Measurement, beside: str = "") -> str:
+    """One measurement's figures; ``beside`` follows its CPU per request (another process's share)."""
     cpu = _cpu_cell(m.server_cpu_us_per_request, m.workers_cpu_us_per_request)
     others = f"  others {m.others_cpu:.2f} CPU" if m.others_cpu is not None else ""
     noisy = "  NOISY" if m.noisy else ""
     errors = f"  ERRORS {m.errors}" if m.errors else ""
     return (
         f"{m.rps:>8,.0f} req/s  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  "
-        f"CPU/req {cpu}{others}{noisy}{errors}"
+        f"CPU/req {cpu}{beside}{others}{noisy}{errors}"
     )
+
+
+def measurement_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of add_measurement_options(), for the JSON results."""
+    return {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "retries": args.retries,
+    }
+
+
+def write_results(out: Path | None, prefix: str, started: datetime, document: dict[str, Any]) -> None:
+    """The JSON results to ``out``, by default bench/results/PREFIX-TIMESTAMP.json; says where."""
+    path = out or RESULTS / f"{prefix}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nresults: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -831,83 +1058,45 @@ def run(args: argparse.Namespace) -> int:
         f"(more if measurements are retried)\n{pinning.note}",
         flush=True,
     )
-    runs: list[Measurement] = []
-    discarded: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="portway-bench-") as tmp:
         tmp_dir = Path(tmp)
         script = tmp_dir / "report.lua"
         script.write_text(WRK_SCRIPT)
         load = Load(wrk, script, args.threads, args.connections, pinning.load_cpus)
         procs = servers(tmp_dir, pinning, args.functions.resolve())
-        try:
-            for round_no in range(1, args.rounds + 1):
-                # Fresh server processes every round: one process's memory layout and hash seed can move
-                # its figure by several percent, and the median should span several of them.
-                for server in procs.values():
-                    server.stop()
-                    server.start()
-                for name, server in procs.items():
-                    server.wait_ready([t.path for t in TARGET_LIST if t.server == name])
-                workers = len(procs["gateway"].descendants)
-                print(
-                    f"round {round_no}: servers started (gateway with {workers} warm Lambda worker(s))",
-                    flush=True,
-                )
-                shift = (round_no - 1) % len(TARGET_LIST)
-                order = TARGET_LIST[shift:] + TARGET_LIST[:shift]  # rotate: no target always goes first
-                for target in order:
-                    m = measure(load, procs[target.server], target, round_no, args)
-                    print(f"  round {round_no} {target.key} {target.label:<22} {_line(m)}", flush=True)
-                    for attempt in range(2, args.retries + 2):
-                        if not m.noisy:
-                            break
-                        # Disturbed by other processes: measure again, keep the least disturbed.
-                        again = measure(load, procs[target.server], target, round_no, args)
-                        again.attempt = attempt
-                        print(f"    again {target.key} {target.label:<22} {_line(again)}", flush=True)
-                        kept, dropped = (
-                            (again, m) if (again.others_cpu or 0) < (m.others_cpu or 0) else (m, again)
-                        )
-                        discarded.append(dropped)
-                        m = kept
-                    runs.append(m)
-        finally:
-            for server in procs.values():
-                server.stop()
+
+        def ready(round_no: int) -> None:
+            for name, server in procs.items():
+                server.wait_ready([t.path for t in TARGET_LIST if t.server == name])
+            workers = len(procs["gateway"].descendants)
+            print(
+                f"round {round_no}: servers started (gateway with {workers} warm Lambda worker(s))",
+                flush=True,
+            )
+
+        def take(target: Target, round_no: int) -> Measurement:
+            return measure(Measurement, load, procs[target.server], target, round_no, args)
+
+        runs, discarded = measure_rounds(args, procs.values(), TARGET_LIST, ready, take, measurement_line)
     summaries, ratios = summarise(runs)
     print()
     workers_apart = pinning.worker_cpus is not None and pinning.worker_cpus != pinning.server_cpus
     by_cpu = cpu_ratios(summaries, workers_apart)
     print(report(summaries, ratios, by_cpu))
-    if any(s.errors for s in summaries.values()):
-        print("\nwarning: some requests failed (see the errors column): those figures are not comparable")
-    noisy = [m for m in runs if m.noisy]
-    if noisy:
-        print(
-            f"\nwarning: other processes kept more than {NOISY_OTHERS_CPU:.2f} CPU busy during "
-            f"{len(noisy)} of {len(runs)} measurements (column 'others': the worst round's figure).\n"
-            "         Their req/s and ratios are disturbed: rerun on a quiet machine."
-        )
-    out = args.out or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    warn_of_failures(summaries.values())
+    warn_of_noise(
+        runs,
+        " (column 'others': the worst round's figure).\n"
+        "         Their req/s and ratios are disturbed: rerun on a quiet machine.",
+    )
     document = {
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),
         "machine": machine_info(wrk),
         "config": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "connections": args.connections,
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "retries": args.retries,
+            **measurement_config(args),
             "noisy_others_cpu": NOISY_OTHERS_CPU,
-            "pinning": {
-                "server_cpus": sorted(pinning.server_cpus) if pinning.server_cpus else None,
-                "load_cpus": sorted(pinning.load_cpus) if pinning.load_cpus else None,
-                "worker_cpus": sorted(pinning.worker_cpus) if pinning.worker_cpus else None,
-                "note": pinning.note,
-            },
+            "pinning": pinning_json(pinning),
             "definition": str(DEFINITION.relative_to(ROOT)),
             "functions": str(args.functions),
             "targets": {t.key: {"label": t.label, "path": t.path} for t in TARGET_LIST},
@@ -918,22 +1107,25 @@ def run(args: argparse.Namespace) -> int:
         "runs": [asdict(m) for m in runs],
         "discarded_runs": [asdict(m) for m in discarded],
     }
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    write_results(args.out, "bench", started, document)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_guarded(benchmark: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run ``benchmark``: 2 when it could not measure, 130 when interrupted (the servers are stopped)."""
     try:
         with interrupts_as_keyboard():
-            return run(args)
+            return benchmark(args)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: servers stopped", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_guarded(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -37,11 +37,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,29 +52,50 @@ from typing import Any
 
 import redis
 from run import (
+    BENCH,
     CLK_TCK,
     EXPECTED_BODY,
     HOST,
-    NOISY_OTHERS_CPU,
     ROOT,
     WRK_GRACE_S,
+    WRK_REPORT,
     WRK_SCRIPT,
     BenchError,
-    CpuSample,
     Load,
     Measurement,
     Pinning,
     Server,
-    _cpu_cell,
-    _cpu_list,
     _cpu_seconds,
     _delta,
     _positive,
+    add_cpu_options,
+    add_measurement_options,
+    by_cpu_line,
+    by_target,
+    check_measurement_options,
     choose_pinning,
+    cost_ratios,
     ensure_wrk,
+    figure_cells,
+    figures,
     free_port,
-    interrupts_as_keyboard,
+    http_get,
     machine_info,
+    measure,
+    measure_rounds,
+    measurement_config,
+    measurement_line,
+    median,
+    others_cell,
+    per_request,
+    pinning_json,
+    ratio_line,
+    rps_ratios,
+    run_guarded,
+    table,
+    warn_of_failures,
+    warn_of_noise,
+    write_results,
     wrk_errors,
     wrk_result,
 )
@@ -84,8 +103,6 @@ from run import (
 from portway.config.functions import load_functions
 from portway.integrations.events import stable_id
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
 DEFINITION = BENCH / "apps" / "traffic_api.yaml"
 FUNCTIONS = BENCH / "apps" / "traffic_functions.yaml"
 API_TITLE = "Portway traffic benchmark"  # traffic_api.yaml's info.title: the usage plan names it
@@ -100,7 +117,9 @@ ACCURACY_TOLERANCE = 0.05
 TARGETS: dict[str, float | None] = {"t/p": 0.85, "r/p": 0.5, "c/p": 0.9, "k/p": None}
 
 # For the accuracy runs: wrk also counts the answers by status (per thread, summed in done()).
-STATUS_SCRIPT = r"""
+STATUS_SCRIPT = (
+    WRK_REPORT
+    + r"""
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)
@@ -125,15 +144,10 @@ done = function(summary, latency, requests)
   for status, n in pairs(counts) do
     table.insert(parts, string.format('"%d":%d', status, n))
   end
-  local e = summary.errors
-  io.write(string.format(
-    'PORTWAY_BENCH {"requests":%d,"duration_us":%d,"bytes":%d,'
-    .. '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d,'
-    .. '"statuses":{%s}}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ",")))
+  portway_report(summary, '"statuses":{%s}', table.concat(parts, ","))
 end
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,18 +345,6 @@ def gateway_argv(port: int, stage: str, state: str, account_throttle: str, keys_
     ]
 
 
-def request(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request("GET", path, headers={"Accept": "application/json", **(headers or {})})
-        response = connection.getresponse()
-        return response.status, response.read()
-    except OSError as exc:
-        return 0, str(exc).encode()
-    finally:
-        connection.close()
-
-
 def route_pipeline(server: Server, route: str) -> str:
     """The route's stages as the running server printed them in its route table (its log's start)."""
     for line in server.log.read_text(errors="replace").splitlines():
@@ -360,14 +362,9 @@ def check_target(server: Server, target: TrafficTarget, key_value: str | None) -
     headers = {"x-api-key": key_value} if target.keyed and key_value else None
     # The cache's first request is a miss (the Lambda answers); the second must be a hit with the same answer.
     for _ in range(2 if target.key == "c" else 1):
-        status, body = request(server.port, target.path, headers)
-        if status != 200 or body != EXPECTED_BODY:
-            raise BenchError(
-                f"{server.name}: GET {target.path} answered {status} {body[:200]!r}, "
-                f"expected 200 {EXPECTED_BODY!r}:\n{server.log_tail()}"
-            )
+        server.expect_hello(target.path, headers)
     if target.keyed:
-        status, body = request(server.port, target.path)
+        status, body = http_get(server.port, target.path)
         if status != 403:
             raise BenchError(f"{server.name}: GET {target.path} without a key answered {status} {body!r}")
 
@@ -402,141 +399,92 @@ def create_key(keys_state: str) -> tuple[str, str, str]:
 # --- part 1: throughput ------------------------------------------------------------------------------
 
 
-def measure(
+class RedisMeter:
+    """run.py's Beside for a measurement over Redis: the Redis server's CPU (counted apart, not as noise)
+    and the script calls it ran, read around the measured run."""
+
+    def __init__(self, side: RedisSide) -> None:
+        self.side = side
+        self.cpu: float | None = None  # Redis's CPU seconds during the run
+        self.scripts = 0  # the script calls it ran meanwhile
+        self._before: tuple[int, float | None] = (0, None)
+
+    def start(self) -> None:
+        scripts = self.side.script_calls()  # first: the INFO commands' own CPU stays out of the figure
+        self._before = (scripts, self.side.cpu_seconds())
+
+    def stop(self) -> float | None:
+        scripts, cpu = self._before
+        self.cpu = _delta(self.side.cpu_seconds(), cpu)
+        self.scripts = self.side.script_calls() - scripts
+        return self.cpu
+
+
+def measure_target(
     load: Load,
     server: Server,
     target: TrafficTarget,
     round_no: int,
     args: argparse.Namespace,
-    headers: Sequence[str],
+    key_value: str,
     redis_side: RedisSide | None,
 ) -> TrafficMeasurement:
-    """run.py's measure(), with request headers and the Redis server's CPU counted apart (not as noise)."""
-    if args.warmup > 0:
-        load.run(server.port, target.path, args.warmup, headers)
-    server.pin_workers()
-    scripts_before = redis_side.script_calls() if redis_side else 0
-    redis_before = redis_side.cpu_seconds() if redis_side else None
-    before = CpuSample.take(server)
-    raw = load.run(server.port, target.path, args.duration, headers)
-    after = CpuSample.take(server)
-    redis_after = redis_side.cpu_seconds() if redis_side else None
-    scripts = redis_side.script_calls() - scripts_before if redis_side else None
-    duration_s = raw["duration_us"] / 1e6
-    requests = int(raw["requests"])
-    server_cpu = _delta(after.server, before.server)
-    workers_cpu = after.workers_since(before)
-    own_cpu = server_cpu + workers_cpu if server_cpu is not None else None
-    redis_cpu = _delta(redis_after, redis_before)
-    wrk_cpu = after.load - before.load
-    machine = _delta(after.machine, before.machine)
-    others = (
-        max(0.0, machine - own_cpu - wrk_cpu - (redis_cpu or 0.0))
-        if machine is not None and own_cpu is not None
-        else None
-    )
-
-    def per_request(cpu: float | None) -> float | None:
-        return cpu * 1e6 / requests if cpu is not None and requests else None
-
-    return TrafficMeasurement(
-        target=target.key,
-        round=round_no,
-        requests=requests,
-        duration_s=duration_s,
-        rps=requests / duration_s if duration_s else 0.0,
-        mean_ms=raw["mean_us"] / 1000,
-        p50_ms=raw["p50_us"] / 1000,
-        p90_ms=raw["p90_us"] / 1000,
-        p99_ms=raw["p99_us"] / 1000,
-        max_ms=raw["max_us"] / 1000,
-        errors=wrk_errors(raw),
-        server_cpu_us_per_request=per_request(own_cpu),
-        workers_cpu_us_per_request=per_request(workers_cpu) if after.workers else None,
-        wrk_cpu=wrk_cpu / duration_s if duration_s else 0.0,
-        others_cpu=others / duration_s if others is not None and duration_s else None,
-        redis_cpu_us_per_request=per_request(redis_cpu) if redis_side else None,
-        redis_scripts=scripts,
-    )
+    """run.py's measure(), with the API key where the route requires one and Redis's share where it is
+    the route's store."""
+    headers = [f"x-api-key: {key_value}"] if target.keyed else []
+    meter = RedisMeter(redis_side) if redis_side is not None else None
+    m = measure(TrafficMeasurement, load, server, target, round_no, args, headers, meter)
+    if meter is not None:
+        m.redis_cpu_us_per_request = per_request(meter.cpu, m.requests)
+        m.redis_scripts = meter.scripts
+    return m
 
 
 def _line(m: TrafficMeasurement) -> str:
-    cpu = _cpu_cell(m.server_cpu_us_per_request, m.workers_cpu_us_per_request)
     redis_cpu = (
         f" + Redis {m.redis_cpu_us_per_request:.0f} µs" if m.redis_cpu_us_per_request is not None else ""
     )
     if m.redis_scripts:
         redis_cpu += f" ({m.requests / m.redis_scripts:.1f} requests per EVALSHA)"
-    others = f"  others {m.others_cpu:.2f} CPU" if m.others_cpu is not None else ""
-    noisy = "  NOISY" if m.noisy else ""
-    errors = f"  ERRORS {m.errors}" if m.errors else ""
-    return (
-        f"{m.rps:>8,.0f} req/s  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  "
-        f"CPU/req {cpu}{redis_cpu}{others}{noisy}{errors}"
-    )
+    return measurement_line(m, redis_cpu)
 
 
 def summarise(
     runs: Sequence[TrafficMeasurement], pipelines: dict[str, str]
 ) -> tuple[dict[str, TrafficSummary], list[TrafficRatio]]:
-    summaries: dict[str, TrafficSummary] = {}
-    for target in TARGET_LIST:
-        mine = [m for m in runs if m.target == target.key]
-        if not mine:
-            continue
-
-        def median(values: Sequence[float | None]) -> float | None:
-            present = [v for v in values if v is not None]
-            return statistics.median(present) if present else None
-
-        others = [m.others_cpu for m in mine if m.others_cpu is not None]
-        summaries[target.key] = TrafficSummary(
+    summaries = {
+        target.key: TrafficSummary(
             target=target.key,
             label=target.label,
             pipeline=pipelines.get(target.key, target.pipeline),
-            rps=statistics.median(m.rps for m in mine),
-            rps_rounds=[m.rps for m in mine],
-            p50_ms=statistics.median(m.p50_ms for m in mine),
-            p99_ms=statistics.median(m.p99_ms for m in mine),
-            server_cpu_us_per_request=median([m.server_cpu_us_per_request for m in mine]),
-            workers_cpu_us_per_request=median([m.workers_cpu_us_per_request for m in mine]),
-            redis_cpu_us_per_request=median([m.redis_cpu_us_per_request for m in mine]),
+            redis_cpu_us_per_request=median(m.redis_cpu_us_per_request for m in mine),
             redis_requests_per_script=median(
-                [m.requests / m.redis_scripts if m.redis_scripts else None for m in mine]
+                m.requests / m.redis_scripts if m.redis_scripts else None for m in mine
             ),
-            others_cpu=max(others) if others else None,
-            errors=sum(sum(m.errors.values()) for m in mine),
+            **figures(mine),
         )
-    ratios: list[TrafficRatio] = []
-    base = summaries.get("p")
-    for name, goal in TARGETS.items():
-        key = name.split("/")[0]
-        if base is None or key not in summaries or not base.rps:
-            continue
-        per_round = [
-            round(x / y, 3) if y else 0.0
-            for x, y in zip(summaries[key].rps_rounds, base.rps_rounds, strict=False)
-        ]
-        ratios.append(TrafficRatio(name, summaries[key].rps / base.rps, per_round, goal))
+        for target, mine in by_target(TARGET_LIST, runs)
+    }
+    ratios = [
+        TrafficRatio(name, value, per_round, TARGETS[name])
+        for name, value, per_round in rps_ratios(summaries, "p", TARGETS)
+    ]
     return summaries, ratios
 
 
 def cpu_ratios(summaries: dict[str, TrafficSummary]) -> dict[str, float]:
     """x/p as the gateway's CPU per request gives it (the Lambda workers and Redis run elsewhere)."""
 
-    def cost(summary: TrafficSummary | None, with_redis: bool = False) -> float | None:
+    def cost(key: str, with_redis: bool = False) -> float | None:
+        summary = summaries.get(key)
         if summary is None or not summary.server_cpu_us_per_request:
             return None
         own = summary.server_cpu_us_per_request - (summary.workers_cpu_us_per_request or 0.0)
         return own + ((summary.redis_cpu_us_per_request or 0.0) if with_redis else 0.0)
 
-    base = cost(summaries.get("p"))
-    ratios: dict[str, float] = {}
-    for name in TARGETS:
-        other = cost(summaries.get(name.split("/")[0]))
-        if base and other:
-            ratios[name] = base / other
-    with_redis = cost(summaries.get("r"), with_redis=True)
+    ratios = cost_ratios(cost, "p", TARGETS)
+    base = cost("p")
+    with_redis = cost("r", with_redis=True)
     if base and with_redis and summaries["r"].redis_cpu_us_per_request is not None:
         ratios["r/p incl. Redis"] = base / with_redis
     return ratios
@@ -558,32 +506,19 @@ def throughput_report(
         "others",
         "errors",
     )
-    rows = [header]
-    for s in summaries.values():
-        rows.append(
-            (
-                s.target,
-                s.label,
-                s.pipeline,
-                f"{s.rps:,.0f}",
-                " ".join(f"{r:,.0f}" for r in s.rps_rounds),
-                f"{s.p50_ms:.2f} ms",
-                f"{s.p99_ms:.2f} ms",
-                _cpu_cell(s.server_cpu_us_per_request, s.workers_cpu_us_per_request),
-                f"{s.redis_cpu_us_per_request:.0f} µs" if s.redis_cpu_us_per_request is not None else "-",
-                f"{s.others_cpu:.2f}" if s.others_cpu is not None else "-",
-                str(s.errors),
-            )
+    rows = [
+        (
+            s.target,
+            s.label,
+            s.pipeline,
+            *figure_cells(s),
+            f"{s.redis_cpu_us_per_request:.0f} µs" if s.redis_cpu_us_per_request is not None else "-",
+            others_cell(s.others_cpu),
+            str(s.errors),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i < 3 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
+        for s in summaries.values()
     ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = table([header, *rows], left=3)
     for s in summaries.values():
         if s.redis_requests_per_script is not None:
             lines.append(
@@ -591,16 +526,10 @@ def throughput_report(
                 "(the store batches concurrent requests)"
             )
     lines.append("")
-    for ratio in ratios:
-        spread = f"rounds {min(ratio.per_round):.2f} to {max(ratio.per_round):.2f}" if ratio.per_round else ""
-        goal = f"target >= {ratio.target:.2f}" if ratio.target is not None else "no target     "
-        lines.append(f"{ratio.name} = {ratio.value:.2f}   {goal}   {ratio.verdict}   ({spread})")
+    for r in ratios:
+        lines.append(ratio_line(r.name, r.value, r.per_round, r.target, r.verdict))
     if by_cpu:
-        lines.append(
-            "by the gateway's CPU per request: "
-            + "   ".join(f"{name} = {value:.2f}" for name, value in by_cpu.items())
-            + "   (cross-check, not the verdict)"
-        )
+        lines.append(by_cpu_line("by the gateway's CPU per request", by_cpu))
     return "\n".join(lines)
 
 
@@ -630,71 +559,38 @@ def throughput(
             pinning.server_cpus,
             pinning.worker_cpus,
         )
-    runs: list[TrafficMeasurement] = []
-    discarded: list[TrafficMeasurement] = []
     pipelines: dict[str, str] = {}
+
+    def ready(round_no: int) -> None:
+        for target in TARGET_LIST:
+            server = procs[target.key]
+            server.wait_ready([])
+            check_target(server, target, key_value)
+            pipelines[target.key] = route_pipeline(server, target.route)
+        print(f"round {round_no}: servers started, every route answered 200 {EXPECTED_BODY!r}", flush=True)
+
+    def take(target: TrafficTarget, round_no: int) -> TrafficMeasurement:
+        side = redis_side if target.redis else None
+        return measure_target(load, procs[target.key], target, round_no, args, key_value, side)
+
     try:
-        for round_no in range(1, args.rounds + 1):
-            for server in procs.values():  # fresh processes every round, as run.py
-                server.stop()
-                server.start()
-            for target in TARGET_LIST:
-                server = procs[target.key]
-                server.wait_ready([])
-                check_target(server, target, key_value)
-                pipelines[target.key] = route_pipeline(server, target.route)
-            print(
-                f"round {round_no}: servers started, every route answered 200 {EXPECTED_BODY!r}", flush=True
-            )
-            shift = (round_no - 1) % len(TARGET_LIST)
-            order = TARGET_LIST[shift:] + TARGET_LIST[:shift]
-            for target in order:
-                headers = [f"x-api-key: {key_value}"] if target.keyed else []
-                side = redis_side if target.redis else None
-                m = measure(load, procs[target.key], target, round_no, args, headers, side)
-                print(f"  round {round_no} {target.key} {target.label:<22} {_line(m)}", flush=True)
-                for attempt in range(2, args.retries + 2):
-                    if not m.noisy:
-                        break
-                    again = measure(load, procs[target.key], target, round_no, args, headers, side)
-                    again.attempt = attempt
-                    print(f"    again {target.key} {target.label:<22} {_line(again)}", flush=True)
-                    kept, dropped = (
-                        (again, m) if (again.others_cpu or 0) < (m.others_cpu or 0) else (m, again)
-                    )
-                    discarded.append(dropped)
-                    m = kept
-                runs.append(m)
+        runs, discarded = measure_rounds(args, procs.values(), TARGET_LIST, ready, take, _line)
     finally:
-        for server in procs.values():
-            server.stop()
         redis_side.unpin()
     summaries, ratios = summarise(runs, pipelines)
     by_cpu = cpu_ratios(summaries)
     print()
     print(throughput_report(summaries, ratios, by_cpu))
-    if any(s.errors for s in summaries.values()):
-        print("\nwarning: some requests failed (see the errors column): those figures are not comparable")
+    warn_of_failures(summaries.values())
     cached = summaries.get("c")
     if cached is not None and (cached.workers_cpu_us_per_request or 0.0) >= 1:
         print(
             "\nwarning: the Lambda workers worked during the cache hits' measurement "
             f"({cached.workers_cpu_us_per_request:.0f} µs per request): some requests missed the cache"
         )
-    noisy = [m for m in runs if m.noisy]
-    if noisy:
-        print(
-            f"\nwarning: other processes kept more than {NOISY_OTHERS_CPU:.2f} CPU busy during "
-            f"{len(noisy)} of {len(runs)} measurements: rerun on a quiet machine."
-        )
+    warn_of_noise(runs, ": rerun on a quiet machine.")
     return {
-        "pinning": {
-            "server_cpus": sorted(pinning.server_cpus) if pinning.server_cpus else None,
-            "load_cpus": sorted(pinning.load_cpus) if pinning.load_cpus else None,
-            "worker_cpus": sorted(pinning.worker_cpus) if pinning.worker_cpus else None,
-            "note": pinning.note,
-            "redis": redis_note,
-        },
+        "pinning": {**pinning_json(pinning), "redis": redis_note},
         "targets": {
             t.key: {
                 "label": t.label,
@@ -787,7 +683,7 @@ def accuracy_run(
             pipeline = route_pipeline(server, "/mock")
             if pipeline != "throttle → compress → integration":
                 raise BenchError(f"{server.name}: GET /mock runs {pipeline!r}, expected a throttle first")
-            status, body = request(server.port, path)
+            status, body = http_get(server.port, path)
             if status != 200 or body != EXPECTED_BODY:
                 raise BenchError(f"{server.name}: GET {path} answered {status} {body[:200]!r}")
         if args.warmup > 0:  # every node, at once: connections to Redis made, code paths warm
@@ -937,34 +833,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "holds over Redis with one and two gateway nodes.",
     )
     parser.add_argument("--only", choices=["throughput", "accuracy"], default=None, help="run one part only")
-    parser.add_argument(
-        "--duration",
-        type=_positive(int),
-        default=5,
-        help="whole seconds per measurement (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=int,
-        default=1,
-        help="whole seconds of warm-up before each measurement, 0 for none (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--connections", type=_positive(int), default=32, help="wrk connections (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--threads", type=_positive(int), default=1, help="wrk threads (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--rounds", type=_positive(int), default=3, help="rounds of p, t, r, c, k (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=1,
-        help=f"measure again, up to this many times, when other processes kept more than {NOISY_OTHERS_CPU} "
-        "CPU busy (default: %(default)s)",
-    )
+    add_measurement_options(parser, "p, t, r, c, k")
     parser.add_argument(
         "--accuracy-duration",
         type=_positive(int),
@@ -984,19 +853,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="leave Redis where it runs in part 1 (default: beside wrk, off the gateway's CPU)",
     )
-    parser.add_argument(
-        "--server-cpus", type=_cpu_list, default=None, help="part 1's server CPUs (default: the first one)"
-    )
-    parser.add_argument(
-        "--load-cpus", type=_cpu_list, default=None, help="part 1's wrk CPUs (default: the second one)"
+    add_cpu_options(
+        parser, "part 1's server CPUs (default: the first one)", "part 1's wrk CPUs (default: the second one)"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: bench/results/…)")
     parser.set_defaults(worker_cpus=None, workers_with_server=False)  # for run.choose_pinning
     args = parser.parse_args(argv)
-    if args.warmup < 0 or args.retries < 0:
-        parser.error("--warmup and --retries must be >= 0")
-    if args.connections < args.threads:
-        parser.error("--connections must be >= --threads")
+    check_measurement_options(parser, args)
     if not args.redis.startswith(("redis://", "unix://")):
         parser.error("--redis must be a redis:// or unix:// URL")
     return args
@@ -1040,40 +903,23 @@ def run(args: argparse.Namespace) -> int:
         if "accuracy" in parts:
             document["accuracy"] = accuracy(args, wrk, tmp_dir, keys_state, side)
         redis_version = side.version
-    out = args.out or RESULTS / f"traffic-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     document.update(
         finished=datetime.now(UTC).isoformat(),
         machine={**machine_info(wrk), "redis": redis_version, "clk_tck": CLK_TCK},
         config={
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "connections": args.connections,
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "retries": args.retries,
+            **measurement_config(args),
             "redis": args.redis,
             "definition": str(DEFINITION.relative_to(ROOT)),
             "functions": str(FUNCTIONS.relative_to(ROOT)),
             "targets": TARGETS,
         },
     )
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    write_results(args.out, "traffic", started, document)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with interrupts_as_keyboard():
-            return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_guarded(run, parse_args(argv))
 
 
 if __name__ == "__main__":
