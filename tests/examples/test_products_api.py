@@ -65,10 +65,17 @@ def test_create_read_replace_delete(client: httpx.Client) -> None:
     assert gone.json() == {"message": "Product not found"}
 
 
-def test_invalid_body_is_the_handlers_400(client: httpx.Client) -> None:
+def test_a_body_against_the_model_is_the_validators_400(client: httpx.Client) -> None:
     response = client.post("/products", json={"name": "x", "category": "y", "price": -1})
     assert response.status_code == 400
-    assert response.json() == {"message": "price must be greater than or equal to 0"}
+    assert response.json() == {"message": "Invalid request body"}
+    assert response.headers["x-amzn-errortype"] == "BadRequestException"
+
+
+def test_a_body_the_model_allows_but_the_handler_refuses_is_the_handlers_400(client: httpx.Client) -> None:
+    response = client.post("/products", content=b"[]", headers={"content-type": "text/plain"})
+    assert response.status_code == 400
+    assert "message" in response.json()
 
 
 def test_routes_the_api_does_not_have_are_api_gateways_403(client: httpx.Client) -> None:
