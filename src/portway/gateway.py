@@ -12,6 +12,7 @@ from portway.config.model import DEFAULT_ROUTE
 from portway.integrations import Integration
 from portway.integrations.events import ApiInfo
 from portway.pipeline.context import BodyTooLarge, RequestContext
+from portway.pipeline.gateway_responses import CURRENT_REQUEST, table_reads_request
 from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.pipeline.stage import Stage
 from portway.routing import BadPath, Match, Router, decode_segment
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from portway.config.compile import FunctionOrigin
     from portway.config.model import ApiDefinition
     from portway.lambdas.spec import FunctionSpec
+    from portway.stages.cors import CorsPolicy
 
 __all__ = ["DEFAULT_STAGE", "Gateway", "Route"]
 
@@ -86,16 +88,19 @@ class Gateway:
     function_origins: Mapping[str, FunctionOrigin] = field(default_factory=dict)
     default_route: Route | None = None  # an HTTP API's $default route: what no other route takes
     responses: ResponseTable = field(default_factory=lambda: REST_RESPONSES)
+    cors: CorsPolicy | None = None  # an HTTP API's CORS configuration: answers preflights no route takes
 
     prefix: str = field(init=False)  # "/dev": the stage's part of every path ("" for the $default stage)
     prefix_slash: str = field(init=False)
     rest_api: bool = field(init=False)
+    reads_request: bool = field(init=False)  # some gateway answer prints something of the request
 
     def __post_init__(self) -> None:
         prefix = "" if self.stage == DEFAULT_STAGE else f"/{self.stage}"
         object.__setattr__(self, "prefix", prefix)
         object.__setattr__(self, "prefix_slash", f"{prefix}/")
         object.__setattr__(self, "rest_api", self.api.kind == "REST")
+        object.__setattr__(self, "reads_request", table_reads_request(self.responses))
 
     def routes(self) -> tuple[Route, ...]:
         routes = tuple(target for _, _, target in self.router.routes)
@@ -108,6 +113,7 @@ class Gateway:
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
         method: str = scope["method"]
         ctx: RequestContext | None = None
+        early: RequestContext | None = None  # a request answered before routing, when its answer reads it
         table = self.responses
         if path == self.prefix or path.startswith(self.prefix_slash):
             rest = path[len(self.prefix) :]
@@ -119,10 +125,19 @@ class Gateway:
                 if match is None and self.default_route is not None:
                     match = Match(self.default_route, DEFAULT_ROUTE, {})
             except BadPath:
-                response = gateway_response(ResponseType.BAD_REQUEST, table)
+                response, early = self._unrouted(ResponseType.BAD_REQUEST, scope, receive, rest)
             else:
                 if match is None:
-                    response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN, table)
+                    cors = self.cors
+                    preflight = cors.preflight(method, scope["headers"]) if cors is not None else None
+                    if preflight is not None:
+                        response = preflight
+                    else:
+                        response, early = self._unrouted(
+                            ResponseType.MISSING_AUTHENTICATION_TOKEN, scope, receive, rest
+                        )
+                        if cors is not None:
+                            cors.apply(method, scope["headers"], response)
                 else:
                     route = match.target
                     ctx = RequestContext(
@@ -134,6 +149,7 @@ class Gateway:
                         match.path_parameters,
                         self.stage_variables,
                     )
+                    token = CURRENT_REQUEST.set(ctx) if self.reads_request else None
                     try:
                         # The body is read when a stage or the integration first asks (ctx.body()): a
                         # route answered early (throttled, cached) never waits for it.
@@ -148,13 +164,16 @@ class Gateway:
                             "[%s] internal error while handling %s %s", ctx.request_id, method, rest
                         )
                         response = gateway_response(ResponseType.API_CONFIGURATION_ERROR, table)
+                    if token is not None:
+                        CURRENT_REQUEST.reset(token)
         else:
             # An unknown stage is, to API Gateway, just another path with no resource.
-            response = gateway_response(ResponseType.MISSING_AUTHENTICATION_TOKEN, table)
+            response, early = self._unrouted(ResponseType.MISSING_AUTHENTICATION_TOKEN, scope, receive, path)
         headers = response.headers
         if self.rest_api:
             if ctx is None:
-                request_id, extended_id = RequestContext.new_request_id(), None
+                request_id = early.request_id if early is not None else RequestContext.new_request_id()
+                extended_id = None
             else:
                 request_id, extended_id = ctx.request_id, ctx.extended_request_id
             headers.append((b"x-amzn-RequestId", request_id.encode()))
@@ -162,7 +181,8 @@ class Gateway:
                 headers.append((b"x-amz-apigw-id", extended_id.encode()))
         else:
             # An HTTP API's request id is the short one (also the event's requestContext.requestId).
-            request_id = ctx.extended_request_id if ctx is not None else RequestContext.new_short_id()
+            known = ctx or early
+            request_id = known.extended_request_id if known is not None else RequestContext.new_short_id()
             headers.append((b"apigw-requestid", request_id.encode()))
         status = response.status
         if response.stream is not None:
@@ -182,6 +202,20 @@ class Gateway:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+    def _unrouted(
+        self, kind: ResponseType, scope: Scope, receive: Receive, path: str
+    ) -> tuple[Response, RequestContext | None]:
+        """The gateway's answer to a request no route takes; and the request, when that answer (customised
+        by the definition) prints something of it, so the response headers carry the same request id."""
+        if not self.reads_request:
+            return gateway_response(kind, self.responses), None
+        early = RequestContext(scope, receive, path, self.stage, "", {}, self.stage_variables)
+        token = CURRENT_REQUEST.set(early)
+        try:
+            return gateway_response(kind, self.responses), early
+        finally:
+            CURRENT_REQUEST.reset(token)
 
 
 _NO_BODY_STATUS = frozenset({204, 304})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import orjson
 
@@ -16,6 +17,7 @@ __all__ = [
     "HTTP_RESPONSES",
     "REST_RESPONSES",
     "GatewayResponse",
+    "Rendering",
     "ResponseTable",
     "ResponseType",
     "gateway_response",
@@ -43,6 +45,17 @@ class ResponseType(StrEnum):
     BAD_REQUEST_BODY = "BAD_REQUEST_BODY"  # the body failed the model (request validator)
     BAD_REQUEST_PARAMETERS = "BAD_REQUEST_PARAMETERS"  # required parameters missing (request validator)
     WAF_FILTERED = "WAF_FILTERED"
+    RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"  # a resource not found after authentication and authorization
+    # Fallbacks, never answered by themselves: a definition's DEFAULT_4XX / DEFAULT_5XX entry applies to every
+    # 4xx / 5xx type that has no entry of its own (pipeline/gateway_responses.py).
+    DEFAULT_4XX = "DEFAULT_4XX"
+    DEFAULT_5XX = "DEFAULT_5XX"
+
+
+class Rendering(Protocol):
+    """A customised answer (``x-amazon-apigateway-gateway-responses``): pipeline/gateway_responses.py."""
+
+    def render(self, spec: GatewayResponse, message: str) -> Response: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,7 @@ class GatewayResponse:
     message: str
     error_type: str | None  # the x-amzn-ErrorType header value (REST APIs send one, HTTP APIs do not)
     message_key: str = "message"
+    custom: Rendering | None = field(default=None, compare=False)  # the definition's customisation, if any
     encoded: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +120,7 @@ REST_RESPONSES: dict[ResponseType, GatewayResponse] = {
         400, "Missing required request parameters: []", "BadRequestException"
     ),
     ResponseType.WAF_FILTERED: GatewayResponse(403, "Forbidden", "ForbiddenException"),
+    ResponseType.RESOURCE_NOT_FOUND: GatewayResponse(404, "Not Found", "NotFoundException"),
 }
 
 # HTTP APIs answer with their own codes and words, and without x-amzn-ErrorType.
@@ -132,6 +147,7 @@ HTTP_RESPONSES: dict[ResponseType, GatewayResponse] = {
         400, "Missing required request parameters: []", None
     ),
     ResponseType.WAF_FILTERED: GatewayResponse(403, "Forbidden", None),
+    ResponseType.RESOURCE_NOT_FOUND: GatewayResponse(404, "Not Found", None),
 }
 
 ResponseTable = dict[ResponseType, GatewayResponse]
@@ -143,8 +159,11 @@ def gateway_response(
     kind: ResponseType, table: ResponseTable = REST_RESPONSES, message: str | None = None
 ) -> Response:
     """The answer of ``kind`` from ``table``; ``message`` replaces the default message where it says more
-    (``Missing required request parameters: [id]``)."""
+    (``Missing required request parameters: [id]``). A type the definition customised renders its own
+    status, headers and body template."""
     spec = table[kind]
+    if spec.custom is not None:
+        return spec.custom.render(spec, spec.message if message is None else message)
     headers: Headers = [_JSON]
     if spec.error_type is not None:
         headers.append((b"x-amzn-errortype", spec.error_type.encode()))
