@@ -1214,6 +1214,7 @@ def stage_build(
         store=MemoryStore(),
         clock=time.time,
         problem=lambda where, message: problems.append((where, message)),
+        settings_problem=lambda where, message: problems.append((where, message)),
         function=function,
     )
     return build, problems, resolved

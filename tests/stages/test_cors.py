@@ -263,6 +263,7 @@ def stage_build(kind: str, cors: Mapping[str, Any] | None, problems: list[tuple[
         store=MemoryStore(),
         clock=lambda: 0.0,
         problem=lambda where, message: problems.append((where, message)),
+        settings_problem=lambda where, message: problems.append((where, message)),
         function=lambda *args: None,
     )
 

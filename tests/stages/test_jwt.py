@@ -285,6 +285,7 @@ class Built:
             store=MemoryStore(),
             clock=clock,
             problem=lambda where, message: self.problems.append((where, message)),
+            settings_problem=lambda where, message: self.problems.append((where, message)),
             function=lambda *args: None,
             lasting=lasting if lasting is not None else {},
         )

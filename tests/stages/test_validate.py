@@ -88,6 +88,7 @@ class Built:
             store=MemoryStore(),
             clock=time.time,
             problem=lambda where, message: self.problems.append((where, message)),
+            settings_problem=lambda where, message: self.problems.append((where, message)),
             function=lambda *_: None,
         )
         self.stages = {(op.method, op.resource): build_stage(op, build) for op in self.api.operations}

@@ -36,9 +36,11 @@ from portway.integrations.mock import (
 from portway.lambdas.runtime import LambdaRuntime
 from portway.lambdas.spec import FunctionSpec, parse_handler
 from portway.pipeline.build import StageBuild
+from portway.pipeline.gateway_responses import parse_gateway_responses
 from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseTable
 from portway.pipeline.stage import Stage
 from portway.routing import DuplicateRoute, Router
+from portway.stages import authorizer, cors, jwt, validate, waf
 from portway.stages.api_key import ApiKeyStage
 from portway.stages.cache import DEFAULT_TTL_S, SUCCEED_WITH_RESPONSE_HEADER, CacheSettings, CacheStage
 from portway.stages.compress import CompressionStage
@@ -438,6 +440,11 @@ def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
     """The route's pipeline, in API Gateway's order; a feature the route does not use has no stage."""
     stages: list[Stage] = []
     setting, own = _method_settings(op, build)
+    # Protection first, in API Gateway's order: the web ACL, CORS, then who the caller is.
+    for protect in (waf.build_stage, cors.build_stage, authorizer.build_stage, jwt.build_stage):
+        stage = protect(op, build.features)
+        if stage is not None:
+            stages.append(stage)
     buckets: list[Bucket] = []
     resources = build.resources
     if op.api_key_required:
@@ -481,6 +488,9 @@ def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
     if build.api.kind == "REST" or build.api.minimum_compression_size is not None:
         # REST APIs decode compressed request bodies whether or not response compression is on.
         stages.append(CompressionStage(build.api.minimum_compression_size, build.table))
+    validator = validate.build_stage(op, build.features)  # after decoding: it checks the decoded body
+    if validator is not None:
+        stages.append(validator)
     cache = _cache_settings(op, build, setting, own)
     if cache is not None:
         stages.append(
@@ -587,7 +597,12 @@ def compile_gateway(
         stage = api.default_stage or (DEFAULT_STAGE if http_api else "dev")
     if not (STAGE_NAME.match(stage) or (http_api and stage == DEFAULT_STAGE)):
         out.add(file, "", f"stage name {stage!r}: use 1-128 letters, digits, '-' or '_'")
-    table = HTTP_RESPONSES if http_api else REST_RESPONSES
+    # Every gateway-made answer comes from one table, which the definition may customise.
+    table, response_problems = parse_gateway_responses(
+        api.gateway_responses, HTTP_RESPONSES if http_api else REST_RESPONSES, http_api
+    )
+    for where, message in response_problems:
+        out.add(file, where, message)
     variables = {**deployment.stage_variables.get(stage, {}), **(stage_variables or {})}
     functions, by_route, origins, unavailable = resolve_functions(api, deployment, stage, variables, out)
     api_info = ApiInfo(
@@ -623,6 +638,7 @@ def compile_gateway(
         store=resources.store,
         clock=resources.clock,
         problem=lambda where, message: out.add(file, where, message),
+        settings_problem=lambda where, message: out.add(deployment.source or file, where, message),
         function=resolve_function,
         lasting=resources.lasting,
     )
@@ -668,6 +684,7 @@ def compile_gateway(
         out.add(file, where_by_route.get((method, resource), ""), str(exc))
 
     router = Router(routes, on_conflict=conflict, method_aware=http_api)
+    cors_policy = cors.policy(features)  # answers preflights no route takes (HTTP APIs)
     if out.items:
         raise DefinitionErrors(out.items)
     return Gateway(
@@ -680,6 +697,7 @@ def compile_gateway(
         function_origins=origins,
         default_route=default_route,
         responses=table,
+        cors=cors_policy,
     )
 
 

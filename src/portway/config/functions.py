@@ -15,6 +15,7 @@ stages:
       "*/*": {throttlingRateLimit: 100, throttlingBurstLimit: 50}
       "/products/{id}/GET": {cachingEnabled: true, cacheTtlInSeconds: 60}
     cacheClusterEnabled: true       # the stage's response cache (cacheClusterSize: its bound, in GB)
+    webAcl: {defaultAction: allow, rules: [...]}   # a web ACL (AWS WAF's rules): see portway.stages.waf
     defaultRouteSettings: {...}     # HTTP APIs: every route's default, and
     routeSettings: {"GET /items": {...}}   # per route key
 ```
@@ -58,6 +59,7 @@ _STAGE_KEYS = {
     "routeSettings",
     "cacheClusterEnabled",
     "cacheClusterSize",
+    "webAcl",
 }
 CACHE_CLUSTER_SIZES = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")  # GB, as AWS offers them
 CACHE_TTL_MAX_S = 3600
@@ -184,10 +186,15 @@ def _stage_settings(spec: Mapping[str, Any], where: str, add: Add) -> StageSetti
         f"{where}.cacheClusterSize",
         add,
     )
+    web_acl = spec.get("webAcl")  # checked where it is used (stages/waf.py), with the rest of the pipeline
+    if web_acl is not None and not isinstance(web_acl, Mapping):
+        add(f"{where}.webAcl", "must be a mapping with 'rules' (see portway.stages.waf)")
+        web_acl = None
     return StageSettings(
         method_settings=method_settings,
         cache_cluster_enabled=enabled,
         cache_cluster_size_gb=size,
+        web_acl=web_acl,
         where=where,
     )
 

@@ -42,6 +42,7 @@ class StageBuild:
     store: Store  # the gateway's state store (memory or Redis): buckets, cache entries, WAF counters
     clock: Callable[[], float]
     problem: Callable[[str, str], None]  # (JSON path in the definition, message)
+    settings_problem: Callable[[str, str], None]  # (JSON path in the stage settings' file, message)
     function: FunctionResolver
     shared: dict[str, Any] = field(default_factory=dict)  # per compiled gateway
     lasting: dict[str, Any] = field(default_factory=dict)  # per running service, across reloads

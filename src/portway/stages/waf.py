@@ -1,0 +1,1258 @@
+"""A web ACL on a stage, modelled on AWS WAF: rules of match statements, by priority, each with an action.
+
+AWS associates a WAF web ACL with a REST API stage; Portway writes it under the stage in the functions file
+(any API kind may use it). The statements, fields and values are AWS WAF's, spelled in camelCase
+(``ByteMatchStatement`` is ``byteMatch``, ``FieldToMatch`` is ``fieldToMatch``); a value AWS names in
+capitals may be written in any case, with or without underscores (``URL_DECODE``, ``urlDecode``,
+``url_decode``). AWS's own statement names are refused with the name to write instead, so one spelling
+stays in use.
+
+```yaml
+stages:
+  prod:
+    webAcl:
+      defaultAction: allow            # allow | block: what happens when no rule decides (default allow)
+      bodyInspectionLimit: KB_16      # KB_16 (default) | KB_32 | KB_48 | KB_64: how much body rules see
+      rules:                          # evaluated by priority, lowest first
+        - name: block-bad-ips         # 1-128 letters, digits, '-' or '_'; unique
+          priority: 0                 # a whole number >= 0; unique
+          action: block               # allow | block | count
+          statement:
+            ipSet: {addresses: ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]}
+        - name: limit-per-ip
+          priority: 1
+          action: block
+          statement:
+            rateBased:
+              limit: 100              # requests per window, 10 to 2,000,000,000
+              windowSeconds: 300      # 60 | 120 | 300 (default) | 600
+              aggregateKey: ip        # ip (default): per client address | constant: all requests together
+              scopeDown:              # optional: count (and act on) only the requests matching this
+                byteMatch: {fieldToMatch: method, searchString: POST, positionalConstraint: exactly}
+        - name: sqli
+          priority: 2
+          action: block
+          statement:
+            sqliMatch:
+              fieldToMatch: {queryString: {}}
+              textTransformations: [urlDecode, htmlEntityDecode]
+              sensitivityLevel: low   # low (default) | high
+        - name: no-admin-from-outside
+          priority: 3
+          action: count
+          statement:
+            and:
+              - byteMatch:
+                  fieldToMatch: uriPath
+                  searchString: /admin
+                  positionalConstraint: contains   # exactly | startsWith | endsWith | contains | containsWord
+                  textTransformations: [urlDecode, lowercase]
+              - not: {ipSet: {addresses: ["10.0.0.0/8"]}}
+```
+
+Statements (one key each):
+
+- ``ipSet: {addresses: [...]}``: the client address is in one of the CIDR ranges (IPv4 and IPv6; a bare
+  address is a /32 or /128; /0 and host bits set are refused). AWS names a separate IP set; Portway takes the
+  addresses inline. At most 10,000 addresses (AWS's IP set bound).
+- ``byteMatch: {fieldToMatch, searchString, positionalConstraint, textTransformations}``: the component
+  (after the transformations) contains / equals / starts or ends with ``searchString`` (1-200 bytes, UTF-8);
+  ``containsWord`` wants it between non-word characters (``searchString`` then may hold only ``A-Za-z0-9_``).
+- ``regexMatch: {fieldToMatch, regexString, textTransformations}``: a regular expression (1-512 characters,
+  Python's ``re``; AWS runs PCRE) searches the component. It runs on bytes, as AWS's does: a non-ASCII
+  character is its UTF-8 bytes (so ``é+`` repeats its last byte; write ``(?:é)+``).
+- ``sizeConstraint: {fieldToMatch, comparisonOperator, size, textTransformations}``: the component's length
+  in bytes compared (``eq ne le lt ge gt``) with ``size`` (0 to 21,474,836,480).
+- ``sqliMatch: {fieldToMatch, textTransformations, sensitivityLevel}`` and
+  ``xssMatch: {fieldToMatch, textTransformations}``: SQL injection / cross-site scripting in the component
+  (:mod:`portway.stages.waf_match` says how they are detected).
+- ``rateBased: {limit, windowSeconds, aggregateKey, scopeDown}``: only as a rule's own statement (AWS does not
+  nest it). It matches while the client (or, with ``constant``, everyone) sent more than ``limit`` requests
+  in the trailing window.
+- ``and: [two or more statements]``, ``or: [two or more]``, ``not: statement``.
+
+``fieldToMatch`` is one of ``uriPath`` (the path as the client sent it, stage included, not decoded),
+``queryString`` (after ``?``, not decoded), ``method``, ``singleHeader: {name}``, ``singleQueryArgument:
+{name}`` (names compared without case; the value not decoded), ``allQueryArguments`` (every argument's value),
+``body: {oversizeHandling: continue | match | noMatch}``; written ``{uriPath: {}}`` or just ``uriPath``. A
+component with several values (a repeated header or argument, all arguments) matches when one value does; a
+header or argument the request lacks matches nothing (so ``not`` of it matches). ``textTransformations`` is a
+list of AWS's transformation types (at most 10), applied in the order written: ``none``, ``urlDecode``,
+``urlDecodeUni``, ``htmlEntityDecode``, ``lowercase``, ``compressWhiteSpace``, ``cmdLine``, ``base64Decode``,
+``base64DecodeExt``, ``hexDecode``, ``md5``, ``replaceComments``, ``escapeSeqDecode``, ``sqlHexDecode``,
+``cssDecode``, ``jsDecode``, ``normalizePath``, ``normalizePathWin``, ``removeNulls``, ``replaceNulls``,
+``utf8ToUnicode``.
+
+The body: API Gateway forwards the first 16 KB of a body to WAF by default (``bodyInspectionLimit``, up to
+64 KB in 16 KB steps); rules see only that much. ``oversizeHandling`` decides for a longer body: ``continue``
+(default) inspects what is there, ``match`` / ``noMatch`` decide without looking. Only a web ACL with a rule
+on the body makes the route read the body before the integration.
+
+Evaluation: rules run by priority; the first matching rule whose action is ``allow`` or ``block`` decides;
+a matching ``count`` rule is recorded (logged at INFO with the rule's name and the request id, counted in
+:class:`WebAclStats`) and evaluation goes on; when no rule decides, ``defaultAction`` does. A blocked request
+gets the ``WAF_FILTERED`` gateway response (403 ``{"message":"Forbidden"}``). ``ctx.waf_status`` is
+``BLOCK``, ``COUNT`` (let through, a count rule matched) or ``ALLOW``.
+
+Rate-based rules count in the gateway's state store (so every node sharing a Redis store counts together),
+with a two-window sliding estimate of AWS's trailing window: a counter per client per fixed window (aligned to
+multiples of ``windowSeconds``), and the rate is this window's count plus the previous window's count weighted
+by the part of it still inside the trailing window. A client blocked at the end of one window is therefore
+still blocked at the start of the next, and let through again as its old requests slide out, as AWS's
+trailing window does (within the estimate's error; AWS too says its limit is approximate). Every request that
+reaches the rule (and its scope-down statement) counts, blocked ones too. When the store fails, a rate-based
+rule matches nothing (fail open) and the outage is logged once, when it starts and when it ends.
+
+Where Portway differs: AWS's statements not here are ``geoMatch``, ``labelMatch``, ``asnMatch``, regex pattern
+sets, managed and custom rule groups, forwarded-IP configuration, and the ``headers``, ``cookies``,
+``jsonBody``, ``headerOrder``, ``ja3Fingerprint``, ``ja4Fingerprint`` and ``uriFragment`` fields; rule
+labels, CAPTCHA / challenge actions and custom responses neither. Each is refused by name at load time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import operator
+import re
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from portway.config.model import Operation
+from portway.pipeline.build import StageBuild
+from portway.pipeline.context import RequestContext
+from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
+from portway.stages import waf_match
+from portway.stages.waf_match import TRANSFORMATIONS, IpMatcher, Transformation, canonical, ip_key
+from portway.state.outage import StoreOutage
+from portway.state.store import Store, StoreUnavailable
+from portway.types import Response
+
+__all__ = [
+    "BODY_INSPECTION_LIMITS",
+    "DEFAULT_BODY_INSPECTION_LIMIT",
+    "RATE_WINDOWS",
+    "Action",
+    "AllQueryArguments",
+    "AndStatement",
+    "Body",
+    "ByteMatch",
+    "FieldToMatch",
+    "Inspection",
+    "IpSetMatch",
+    "Method",
+    "NotStatement",
+    "OrStatement",
+    "QueryString",
+    "RateBased",
+    "RegexMatch",
+    "Rule",
+    "SingleHeader",
+    "SingleQueryArgument",
+    "SizeConstraint",
+    "SqliMatch",
+    "Statement",
+    "UriPath",
+    "Verdict",
+    "WafRequest",
+    "WafStage",
+    "WebAcl",
+    "WebAclStats",
+    "XssMatch",
+    "build_stage",
+    "decide",
+    "evaluate",
+    "parse",
+]
+
+log = logging.getLogger("portway.waf")
+
+BODY_INSPECTION_LIMITS: Final = {"KB_16": 16_384, "KB_32": 32_768, "KB_48": 49_152, "KB_64": 65_536}
+DEFAULT_BODY_INSPECTION_LIMIT: Final = BODY_INSPECTION_LIMITS["KB_16"]  # API Gateway's default
+RATE_WINDOWS: Final = (60, 120, 300, 600)  # AWS's EvaluationWindowSec values
+DEFAULT_RATE_WINDOW: Final = 300
+RATE_LIMIT_RANGE: Final = (10, 2_000_000_000)
+MAX_RULES: Final = 100  # Portway's bound (AWS bounds a web ACL by capacity units instead)
+MAX_ADDRESSES: Final = 10_000  # addresses in one AWS IP set
+MAX_TRANSFORMATIONS: Final = 10
+MAX_SEARCH_BYTES: Final = 200
+MAX_REGEX_CHARS: Final = 512
+MAX_SIZE: Final = 21_474_836_480
+MAX_NAME_CHARS: Final = 64  # a header or query argument name
+MAX_NESTING: Final = 20
+DEFAULT_ACTION_RULE: Final = "Default_Action"  # AWS's CloudWatch Rule dimension for the default action
+_PREVIOUS_CACHE_BOUND = 100_000  # clients whose previous-window count is kept per rate-based rule
+
+
+class Action(StrEnum):
+    ALLOW = "ALLOW"
+    BLOCK = "BLOCK"
+    COUNT = "COUNT"
+
+
+# --- the request, as the rules see it ---------------------------------------------------------------------
+
+
+class WafRequest:
+    """The parts of a request the rules inspect, as plain data; parsed further (query arguments, the client
+    address, transformed components) only when a rule asks, and then once.
+
+    ``path`` is the path as the client sent it (stage included, still percent-encoded); ``headers`` are
+    ``(lower-case name, value)`` pairs, as ASGI gives them; ``body`` is cut to ``body_limit`` bytes.
+    """
+
+    __slots__ = (
+        "_args",
+        "_ip",
+        "_ip_parsed",
+        "body",
+        "body_oversize",
+        "cache",
+        "client_ip",
+        "headers",
+        "method",
+        "path",
+        "query",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: bytes,
+        query: bytes = b"",
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        body: bytes = b"",
+        client_ip: str = "127.0.0.1",
+        *,
+        body_limit: int = DEFAULT_BODY_INSPECTION_LIMIT,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body_oversize = len(body) > body_limit
+        self.body = body[:body_limit] if self.body_oversize else body
+        self.client_ip = client_ip
+        self.cache: dict[int, tuple[bytes, ...]] = {}  # an inspection's slot -> its transformed values
+        self._args: dict[bytes, tuple[bytes, ...]] | None = None
+        self._ip: tuple[int, int] | None = None
+        self._ip_parsed = False
+
+    def args(self) -> dict[bytes, tuple[bytes, ...]]:
+        """Query arguments: decoded lower-case name -> the raw values, in order."""
+        if self._args is None:
+            found: dict[bytes, tuple[bytes, ...]] = {}
+            for part in self.query.split(b"&"):
+                if part:
+                    name, _, value = part.partition(b"=")
+                    if 0x25 in name or 0x2B in name:  # "%" or "+"
+                        name = _URL_DECODE(name)
+                    name = name.lower()
+                    found[name] = (*found[name], value) if name in found else (value,)
+            self._args = found
+        return self._args
+
+    def ip(self) -> tuple[int, int] | None:
+        """The client address as ``(version, integer)``; None when it is no IP address."""
+        if not self._ip_parsed:
+            self._ip = ip_key(self.client_ip)
+            self._ip_parsed = True
+        return self._ip
+
+
+_URL_DECODE = TRANSFORMATIONS["URL_DECODE"]
+
+
+# --- fields to match --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UriPath:
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        return (request.path,)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryString:
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        return (request.query,)
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        return (request.method.encode("latin-1"),)
+
+
+@dataclass(frozen=True, slots=True)
+class SingleHeader:
+    name: bytes  # lower-case
+
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        name = self.name
+        return tuple(value for key, value in request.headers if key == name)
+
+
+@dataclass(frozen=True, slots=True)
+class SingleQueryArgument:
+    name: bytes  # lower-case
+
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        return request.args().get(self.name, ())
+
+
+@dataclass(frozen=True, slots=True)
+class AllQueryArguments:
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        return tuple(value for values in request.args().values() for value in values)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    oversize: bool | None = (
+        None  # a body over the limit: None inspects what is there (CONTINUE), else decides
+    )
+
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        return (request.body,)
+
+
+FieldToMatch = UriPath | QueryString | Method | SingleHeader | SingleQueryArgument | AllQueryArguments | Body
+
+
+class Inspection:
+    """A field and its transformations; equal inspections share a slot, so a request transforms once."""
+
+    __slots__ = ("chain", "field", "oversize", "slot", "transformations")
+
+    def __init__(self, field: FieldToMatch, transformations: tuple[str, ...], slot: int) -> None:
+        self.field = field
+        self.transformations = transformations  # AWS's names, in the order applied
+        self.chain: tuple[Transformation, ...] = tuple(TRANSFORMATIONS[name] for name in transformations)
+        self.slot = slot
+        self.oversize = field.oversize if isinstance(field, Body) else None
+
+    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+        if not self.chain:
+            return self.field.values(request)
+        found = request.cache.get(self.slot)
+        if found is None:
+            out = []
+            for value in self.field.values(request):
+                for transform in self.chain:
+                    value = transform(value)
+                out.append(value)
+            found = request.cache[self.slot] = tuple(out)
+        return found
+
+
+# --- statements -------------------------------------------------------------------------------------------
+
+
+class _Inspecting:
+    """A statement over one inspected component: it matches when one of the component's values passes
+    ``test`` (set by each kind of statement)."""
+
+    __slots__ = ("inspection", "test")
+
+    def __init__(self, inspection: Inspection, test: Callable[[bytes], bool]) -> None:
+        self.inspection = inspection
+        self.test = test
+
+    def matches(self, request: WafRequest) -> bool:
+        inspection = self.inspection
+        if inspection.oversize is not None and request.body_oversize:
+            return inspection.oversize
+        test = self.test
+        for value in inspection.values(request):  # noqa: SIM110 (a loop: no generator per call)
+            if test(value):
+                return True
+        return False
+
+
+class ByteMatch(_Inspecting):
+    __slots__ = ("position", "search")
+
+    def __init__(self, inspection: Inspection, search: bytes, position: str) -> None:
+        test: Callable[[bytes], bool]
+        if position == "EXACTLY":
+            test = search.__eq__
+        elif position == "STARTS_WITH":
+            test = lambda value: value.startswith(search)  # noqa: E731
+        elif position == "ENDS_WITH":
+            test = lambda value: value.endswith(search)  # noqa: E731
+        elif position == "CONTAINS":
+            test = lambda value: search in value  # noqa: E731
+        else:  # CONTAINS_WORD
+            word = re.compile(rb"(?<![A-Za-z0-9_])" + re.escape(search) + rb"(?![A-Za-z0-9_])")
+            test = lambda value: word.search(value) is not None  # noqa: E731
+        super().__init__(inspection, test)
+        self.search = search
+        self.position = position  # AWS's name: EXACTLY, STARTS_WITH, ENDS_WITH, CONTAINS, CONTAINS_WORD
+
+
+class RegexMatch(_Inspecting):
+    __slots__ = ("pattern",)
+
+    def __init__(self, inspection: Inspection, pattern: re.Pattern[bytes]) -> None:
+        super().__init__(inspection, lambda value: pattern.search(value) is not None)
+        self.pattern = pattern
+
+
+_COMPARE: Final[dict[str, Callable[[int, int], bool]]] = {
+    "EQ": operator.eq,
+    "NE": operator.ne,
+    "LE": operator.le,
+    "LT": operator.lt,
+    "GE": operator.ge,
+    "GT": operator.gt,
+}
+
+
+class SizeConstraint(_Inspecting):
+    __slots__ = ("operator", "size")
+
+    def __init__(self, inspection: Inspection, comparison: str, size: int) -> None:
+        compare = _COMPARE[comparison]
+        super().__init__(inspection, lambda value: compare(len(value), size))
+        self.operator = comparison  # AWS's name: EQ, NE, LE, LT, GE, GT
+        self.size = size
+
+
+class SqliMatch(_Inspecting):
+    __slots__ = ("high",)
+
+    def __init__(self, inspection: Inspection, high: bool) -> None:
+        super().__init__(inspection, functools.partial(waf_match.sqli, high=high))
+        self.high = high
+
+
+class XssMatch(_Inspecting):
+    __slots__ = ()
+
+    def __init__(self, inspection: Inspection) -> None:
+        super().__init__(inspection, waf_match.xss)
+
+
+class IpSetMatch:
+    __slots__ = ("addresses", "matcher")
+
+    def __init__(self, addresses: tuple[str, ...], matcher: IpMatcher) -> None:
+        self.addresses = addresses
+        self.matcher = matcher
+
+    def matches(self, request: WafRequest) -> bool:
+        return self.matcher.contains(request.ip())
+
+
+class AndStatement:
+    __slots__ = ("statements",)
+
+    def __init__(self, statements: tuple[Statement, ...]) -> None:
+        self.statements = statements
+
+    def matches(self, request: WafRequest) -> bool:
+        return all(statement.matches(request) for statement in self.statements)
+
+
+class OrStatement:
+    __slots__ = ("statements",)
+
+    def __init__(self, statements: tuple[Statement, ...]) -> None:
+        self.statements = statements
+
+    def matches(self, request: WafRequest) -> bool:
+        return any(statement.matches(request) for statement in self.statements)
+
+
+class NotStatement:
+    __slots__ = ("statement",)
+
+    def __init__(self, statement: Statement) -> None:
+        self.statement = statement
+
+    def matches(self, request: WafRequest) -> bool:
+        return not self.statement.matches(request)
+
+
+Statement = (
+    ByteMatch
+    | RegexMatch
+    | SizeConstraint
+    | SqliMatch
+    | XssMatch
+    | IpSetMatch
+    | AndStatement
+    | OrStatement
+    | NotStatement
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateBased:
+    """A rate-based rule's settings: over ``limit`` requests in the trailing ``window_s`` seconds."""
+
+    limit: int
+    window_s: int
+    per_ip: bool  # aggregate key IP (else CONSTANT: every request in one count)
+    scope_down: Statement | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    priority: int
+    action: Action
+    statement: Statement | None  # None for a rate-based rule
+    rate: RateBased | None = None
+    index: int = 0  # the rule's place in priority order
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebAcl:
+    default_action: Action  # ALLOW or BLOCK
+    rules: tuple[Rule, ...]  # in priority order
+    body_limit: int = DEFAULT_BODY_INSPECTION_LIMIT
+    inspects_body: bool = False  # some rule reads the body: the route must read it first
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the web ACL decided: ``action`` (ALLOW or BLOCK), the rule that decided (None: the default
+    action), and the count rules that matched on the way."""
+
+    action: Action
+    rule: Rule | None
+    counted: tuple[Rule, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """``ctx.waf_status``: BLOCK, COUNT (let through, a count rule matched) or ALLOW."""
+        if self.action is Action.BLOCK:
+            return "BLOCK"
+        return "COUNT" if self.counted else "ALLOW"
+
+
+# --- evaluation (no I/O) ----------------------------------------------------------------------------------
+
+
+def evaluate(acl: WebAcl, request: WafRequest) -> Generator[Rule, bool, Verdict]:
+    """Run the rules in priority order; the generator's value is the :class:`Verdict`.
+
+    Rate-based rules need the state store: for each one the request reaches (its scope-down statement, if any,
+    matched), the rule is yielded and the caller sends back whether the client is over the limit (having
+    counted the request). Everything else is decided here, without I/O (as httpx's auth flows do).
+    """
+    counted: list[Rule] = []
+    for rule in acl.rules:
+        if rule.statement is not None:
+            matched = rule.statement.matches(request)
+        else:
+            assert rule.rate is not None
+            scope = rule.rate.scope_down
+            if scope is not None and not scope.matches(request):
+                continue
+            matched = yield rule
+        if matched:
+            if rule.action is Action.COUNT:
+                counted.append(rule)
+                continue
+            return Verdict(rule.action, rule, tuple(counted))
+    return Verdict(acl.default_action, None, tuple(counted))
+
+
+def decide(
+    acl: WebAcl, request: WafRequest, over_limit: Callable[[Rule], bool] = lambda rule: False
+) -> Verdict:
+    """:func:`evaluate` driven without a store: ``over_limit`` answers for rate-based rules.
+
+    >>> acl, problems = parse({"defaultAction": "block", "rules": [{"name": "home", "priority": 0,
+    ...     "action": "allow", "statement": {"ipSet": {"addresses": ["192.0.2.0/24"]}}}]}, "$.webAcl")
+    >>> decide(acl, WafRequest("GET", b"/", client_ip="192.0.2.10")).action
+    <Action.ALLOW: 'ALLOW'>
+    >>> decide(acl, WafRequest("GET", b"/", client_ip="198.51.100.1")).rule is None  # the default: block
+    True
+    """
+    flow = evaluate(acl, request)
+    try:
+        rule = next(flow)
+        while True:
+            rule = flow.send(over_limit(rule))
+    except StopIteration as done:
+        verdict: Verdict = done.value
+        return verdict
+
+
+_METRICS: Final = {
+    Action.ALLOW: "AllowedRequests",
+    Action.BLOCK: "BlockedRequests",
+    Action.COUNT: "CountedRequests",
+}
+
+
+class WebAclStats:
+    """Requests per rule and decision, named as AWS WAF's CloudWatch metrics (``AllowedRequests``,
+    ``BlockedRequests``, ``CountedRequests``; rule ``ALL`` for the web ACL, ``Default_Action`` for the
+    default action). Plain integers, bumped on the event loop's thread: read them any time.
+    """
+
+    __slots__ = ("allowed", "blocked", "by_default", "counted", "default", "matched", "rules")
+
+    def __init__(self, rules: Sequence[Rule], default_action: Action = Action.ALLOW) -> None:
+        self.rules = tuple(rules)
+        self.default = default_action
+        self.matched = [0] * len(self.rules)  # per rule, in priority order: requests it matched
+        self.allowed = 0  # requests the web ACL let through (by a rule or the default)
+        self.blocked = 0
+        self.counted = 0  # count-rule matches
+        self.by_default = 0  # requests the default action decided
+
+    def record(self, verdict: Verdict) -> None:
+        for rule in verdict.counted:
+            self.matched[rule.index] += 1
+        self.counted += len(verdict.counted)
+        if verdict.rule is not None:
+            self.matched[verdict.rule.index] += 1
+        else:
+            self.by_default += 1
+        if verdict.action is Action.BLOCK:
+            self.blocked += 1
+        else:
+            self.allowed += 1
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """``{rule name: {metric: value}}``, plus ``ALL`` and ``Default_Action``.
+
+        >>> WebAclStats([]).snapshot()["ALL"]
+        {'AllowedRequests': 0, 'BlockedRequests': 0, 'CountedRequests': 0}
+        """
+        out = {
+            "ALL": {
+                "AllowedRequests": self.allowed,
+                "BlockedRequests": self.blocked,
+                "CountedRequests": self.counted,
+            }
+        }
+        for rule, matched in zip(self.rules, self.matched, strict=True):
+            out[rule.name] = {_METRICS[rule.action]: matched}
+        out[DEFAULT_ACTION_RULE] = {_METRICS[self.default]: self.by_default}
+        return out
+
+
+# --- the stage --------------------------------------------------------------------------------------------
+
+
+class _RateCounter:
+    """One rate-based rule's keys, and the previous window's counts already read (they no longer change)."""
+
+    __slots__ = ("limit", "per_ip", "prefix", "previous", "window", "window_s")
+
+    def __init__(self, rate: RateBased, prefix: str) -> None:
+        self.limit = rate.limit
+        self.window_s = rate.window_s
+        self.per_ip = rate.per_ip
+        self.prefix = prefix
+        self.window = -1
+        self.previous: dict[str, int] = {}
+
+
+class WafStage:
+    """The web ACL in a route's pipeline; one instance serves every route of the stage.
+
+    ``stats`` (:class:`WebAclStats`) counts what it decided, for metrics.
+    """
+
+    name = "waf"
+    responds = False
+
+    def __init__(
+        self,
+        acl: WebAcl,
+        store: Store,
+        *,
+        table: ResponseTable = REST_RESPONSES,
+        clock: Callable[[], float] = time.time,
+        key_prefix: str = "waf",
+        outage: StoreOutage | None = None,
+    ) -> None:
+        self.acl = acl
+        self.store = store
+        self.table = table
+        self.clock = clock
+        self.needs_body = acl.inspects_body
+        self.stats = WebAclStats(acl.rules, acl.default_action)
+        self._outage = outage or StoreOutage(
+            "web ACL", "rate-based rules match nothing (requests go on unlimited by them)", log
+        )
+        self._rates = {
+            rule.index: _RateCounter(rule.rate, f"{key_prefix}:{rule.name}:{rule.rate.window_s}:")
+            for rule in acl.rules
+            if rule.rate is not None
+        }
+
+    async def on_request(self, ctx: RequestContext) -> Response | None:
+        acl = self.acl
+        scope = ctx.scope
+        raw_path: bytes | None = scope.get("raw_path")
+        request = WafRequest(
+            ctx.method,
+            raw_path if raw_path else str(scope["path"]).encode("utf-8"),
+            ctx.query_string,
+            ctx.headers,
+            await ctx.body() if acl.inspects_body else b"",
+            ctx.client_ip,
+            body_limit=acl.body_limit,
+        )
+        flow = evaluate(acl, request)
+        try:
+            rule = next(flow)
+            while True:
+                rule = flow.send(await self._over_limit(rule, request))
+        except StopIteration as done:
+            verdict: Verdict = done.value
+        self.stats.record(verdict)
+        ctx.waf_status = verdict.status
+        for counted in verdict.counted:
+            log.info(
+                "[%s] web ACL rule %s matched (count): %s %s",
+                ctx.request_id,
+                counted.name,
+                ctx.method,
+                ctx.path,
+            )
+        if verdict.action is Action.ALLOW:
+            return None
+        log.info(
+            "[%s] web ACL blocked %s %s (%s)",
+            ctx.request_id,
+            ctx.method,
+            ctx.path,
+            f"rule {verdict.rule.name}" if verdict.rule is not None else "default action",
+        )
+        return gateway_response(ResponseType.WAF_FILTERED, self.table)
+
+    async def on_response(self, ctx: RequestContext, response: Response) -> Response:
+        return response
+
+    async def _over_limit(self, rule: Rule, request: WafRequest) -> bool:
+        """Count the request for a rate-based rule; whether the client is over its limit. A store that
+        fails makes the rule match nothing (fail open)."""
+        counter = self._rates[rule.index]
+        now = self.clock()
+        window_s = counter.window_s
+        window = math.floor(now / window_s)
+        start = window * window_s
+        who = request.client_ip if counter.per_ip else "*"
+        # Two counters per client, for alternate windows: each lives two windows, so the previous one can be
+        # read while the current one fills, and a counter's slot is reused (reset) two windows later.
+        key = counter.prefix + who
+        try:
+            current = await self.store.count(f"{key}:{window & 1}", 1, None, start + 2 * window_s, now)
+            over = current.value > counter.limit
+            if not over:
+                previous = await self._previous(counter, window, who, f"{key}:{~window & 1}", now)
+                weight = 1.0 - (now - start) / window_s
+                over = current.value + previous * weight > counter.limit
+        except StoreUnavailable as exc:
+            self._outage.failed(exc)
+            return False
+        if self._outage.down_since is not None:
+            self._outage.recovered()
+        return over
+
+    async def _previous(self, counter: _RateCounter, window: int, who: str, key: str, now: float) -> int:
+        """The previous window's count for ``who``: read from the store once per window, then remembered."""
+        if counter.window != window:
+            counter.window = window
+            counter.previous.clear()
+        found = counter.previous.get(who)
+        if found is None:
+            found = await self.store.counter(key, now)
+            if len(counter.previous) >= _PREVIOUS_CACHE_BOUND:
+                counter.previous.clear()
+            counter.previous[who] = found
+        return found
+
+
+def build_stage(op: Operation, build: StageBuild) -> WafStage | None:
+    """The stage's web ACL stage, shared by every route (``build.shared``), or None when the stage has no
+    ``webAcl`` or it has problems (reported once, with their JSON paths in the functions file, through
+    ``build.settings_problem``)."""
+    if __name__ in build.shared:
+        stage: WafStage | None = build.shared[__name__]
+        return stage
+    stage = None
+    raw = build.settings.web_acl
+    if raw is not None:
+        where = f"{build.settings.where or '$'}.webAcl"
+        acl, problems = parse(raw, where)
+        for path, message in problems:
+            build.settings_problem(path, message)
+        if acl is not None:
+            stage = WafStage(
+                acl,
+                build.store,
+                table=build.table,
+                clock=build.clock,
+                key_prefix=f"waf:{build.api_info.api_id}:{build.stage}",
+            )
+    build.shared[__name__] = stage
+    return stage
+
+
+# --- the definition ---------------------------------------------------------------------------------------
+
+_ACL_KEYS = ("defaultAction", "bodyInspectionLimit", "rules")
+_RULE_KEYS = ("name", "priority", "action", "statement")
+_RULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_WORD = re.compile(rb"^[A-Za-z0-9_]+$")
+_STATEMENTS = (
+    "ipSet",
+    "byteMatch",
+    "regexMatch",
+    "sizeConstraint",
+    "sqliMatch",
+    "xssMatch",
+    "rateBased",
+    "and",
+    "or",
+    "not",
+)
+# AWS's names, for a hint: write Portway's.
+_AWS_STATEMENTS = {
+    canonical(aws): ours
+    for aws, ours in {
+        "IPSetReferenceStatement": "ipSet",
+        "ByteMatchStatement": "byteMatch",
+        "RegexMatchStatement": "regexMatch",
+        "SizeConstraintStatement": "sizeConstraint",
+        "SqliMatchStatement": "sqliMatch",
+        "XssMatchStatement": "xssMatch",
+        "RateBasedStatement": "rateBased",
+        "AndStatement": "and",
+        "OrStatement": "or",
+        "NotStatement": "not",
+    }.items()
+}
+_UNSUPPORTED_STATEMENTS = {
+    canonical(name): name
+    for name in (
+        "geoMatch",
+        "GeoMatchStatement",
+        "labelMatch",
+        "LabelMatchStatement",
+        "asnMatch",
+        "AsnMatchStatement",
+        "regexPatternSetReference",
+        "RegexPatternSetReferenceStatement",
+        "managedRuleGroup",
+        "ManagedRuleGroupStatement",
+        "ruleGroupReference",
+        "RuleGroupReferenceStatement",
+    )
+}
+_FIELDS = (
+    "uriPath",
+    "queryString",
+    "method",
+    "singleHeader",
+    "singleQueryArgument",
+    "allQueryArguments",
+    "body",
+)
+_UNSUPPORTED_FIELDS = frozenset(
+    canonical(name)
+    for name in (
+        "headers",
+        "cookies",
+        "jsonBody",
+        "headerOrder",
+        "ja3Fingerprint",
+        "ja4Fingerprint",
+        "uriFragment",
+    )
+)
+_POSITIONS = ("EXACTLY", "STARTS_WITH", "ENDS_WITH", "CONTAINS", "CONTAINS_WORD")
+_OVERSIZE = {"CONTINUE": None, "MATCH": True, "NO_MATCH": False}
+_ACTIONS = ("ALLOW", "BLOCK", "COUNT")
+_UNSUPPORTED_ACTIONS = frozenset(canonical(name) for name in ("CAPTCHA", "CHALLENGE"))
+
+
+def parse(raw: Any, where: str) -> tuple[WebAcl | None, list[tuple[str, str]]]:
+    """A web ACL from what the definition holds at ``where`` (a JSON path). Every problem is reported;
+    the web ACL is None when there is any (a firewall is never run with rules left out).
+
+    >>> acl, problems = parse({"rules": [{"name": "x", "priority": 0, "action": "deny",
+    ...     "statement": {"ipSet": {"addresses": ["10.0.0.0/33"]}}}]}, "$.webAcl")
+    >>> acl is None, [path for path, _ in problems]
+    (True, ['$.webAcl.rules[0].action', '$.webAcl.rules[0].statement.ipSet.addresses[0]'])
+    """
+    return _Parser(where).web_acl(raw)
+
+
+class _Parser:
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.problems: list[tuple[str, str]] = []
+        self.slots: dict[tuple[FieldToMatch, tuple[str, ...]], int] = {}
+        self.inspects_body = False
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append((where, message))
+
+    def web_acl(self, raw: Any) -> tuple[WebAcl | None, list[tuple[str, str]]]:
+        where = self.where
+        if not isinstance(raw, Mapping):
+            self.problem(where, "must be a mapping with 'rules' (and 'defaultAction', 'bodyInspectionLimit')")
+            return None, self.problems
+        self.unknown_keys(raw, _ACL_KEYS, where)
+        default = self.choice(raw.get("defaultAction", "ALLOW"), ("ALLOW", "BLOCK"), f"{where}.defaultAction")
+        limit_name = self.choice(
+            raw.get("bodyInspectionLimit", "KB_16"),
+            tuple(BODY_INSPECTION_LIMITS),
+            f"{where}.bodyInspectionLimit",
+        )
+        rules = self.rules(raw.get("rules", []), f"{where}.rules")
+        if self.problems or default is None or limit_name is None:
+            return None, self.problems
+        acl = WebAcl(
+            default_action=Action(default),
+            rules=rules,
+            body_limit=BODY_INSPECTION_LIMITS[limit_name],
+            inspects_body=self.inspects_body,
+            where=where,
+        )
+        return acl, self.problems
+
+    def rules(self, raw: Any, where: str) -> tuple[Rule, ...]:
+        if not isinstance(raw, list):
+            self.problem(where, "must be a list of rules (name, priority, action, statement)")
+            return ()
+        if len(raw) > MAX_RULES:
+            self.problem(where, f"at most {MAX_RULES} rules")
+        parsed: list[Rule] = []
+        names: dict[str, str] = {}
+        priorities: dict[int, str] = {}
+        for i, item in enumerate(raw):
+            here = f"{where}[{i}]"
+            rule = self.rule(item, here)
+            if rule is None:
+                continue
+            if rule.name in names:
+                self.problem(
+                    f"{here}.name", f"{rule.name!r} is the name of {names[rule.name]} too: names are unique"
+                )
+            names.setdefault(rule.name, here)
+            if rule.priority in priorities:
+                self.problem(
+                    f"{here}.priority",
+                    f"priority {rule.priority} is {priorities[rule.priority]}'s too: priorities are unique",
+                )
+            priorities.setdefault(rule.priority, here)
+            parsed.append(rule)
+        ordered = sorted(parsed, key=lambda rule: rule.priority)
+        return tuple(
+            Rule(rule.name, rule.priority, rule.action, rule.statement, rule.rate, index, rule.where)
+            for index, rule in enumerate(ordered)
+        )
+
+    def rule(self, raw: Any, where: str) -> Rule | None:
+        if not isinstance(raw, Mapping):
+            self.problem(where, "must be a mapping with name, priority, action and statement")
+            return None
+        self.unknown_keys(raw, _RULE_KEYS, where)
+        before = len(self.problems)
+        name = raw.get("name")
+        if not isinstance(name, str) or not _RULE_NAME.match(name):
+            self.problem(f"{where}.name", "must be 1-128 letters, digits, '-' or '_'")
+        priority = raw.get("priority")
+        if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
+            self.problem(f"{where}.priority", "must be a whole number, 0 or more (lower runs first)")
+        action = raw.get("action")
+        if isinstance(action, str) and canonical(action) in _UNSUPPORTED_ACTIONS:
+            self.problem(
+                f"{where}.action", f"{action!r} is not supported by Portway: use allow, block or count"
+            )
+            action = None
+        elif action is None:
+            self.problem(f"{where}.action", "is required: allow, block or count")
+        else:
+            action = self.choice(action, _ACTIONS, f"{where}.action")
+        if "statement" not in raw:
+            self.problem(f"{where}.statement", "is required")
+            return None
+        statement = self.statement(raw["statement"], f"{where}.statement", depth=0, top=True)
+        if len(self.problems) > before or statement is None or action is None:
+            return None
+        assert isinstance(name, str)
+        assert isinstance(priority, int)
+        if isinstance(statement, RateBased):
+            return Rule(name, priority, Action(action), None, statement, where=where)
+        return Rule(name, priority, Action(action), statement, where=where)
+
+    def statement(
+        self, raw: Any, where: str, *, depth: int, top: bool = False
+    ) -> Statement | RateBased | None:
+        if depth > MAX_NESTING:
+            self.problem(where, f"statements nest at most {MAX_NESTING} deep")
+            return None
+        if not isinstance(raw, Mapping) or len(raw) != 1:
+            self.problem(where, f"must be a mapping with exactly one statement: {', '.join(_STATEMENTS)}")
+            return None
+        ((kind, body),) = raw.items()
+        kind = str(kind)
+        here = f"{where}.{kind}"
+        if kind not in _STATEMENTS:
+            ours = _AWS_STATEMENTS.get(canonical(kind))
+            if ours is not None:
+                self.problem(here, f"write {ours!r} (Portway's name for AWS's {kind})")
+            elif canonical(kind) in _UNSUPPORTED_STATEMENTS:
+                self.problem(
+                    here, f"{kind!r} is not supported by Portway (supported: {', '.join(_STATEMENTS)})"
+                )
+            else:
+                self.problem(here, f"unknown statement (known: {', '.join(_STATEMENTS)})")
+            return None
+        if kind in ("and", "or"):
+            if not isinstance(body, list) or len(body) < 2:
+                self.problem(here, "must be a list of two or more statements")
+                return None
+            parts = [self.statement(item, f"{here}[{i}]", depth=depth + 1) for i, item in enumerate(body)]
+            nested = tuple(part for part in parts if isinstance(part, Statement))
+            if len(nested) != len(parts):
+                return None
+            return AndStatement(nested) if kind == "and" else OrStatement(nested)
+        if kind == "not":
+            inner = self.statement(body, here, depth=depth + 1)
+            return NotStatement(inner) if isinstance(inner, Statement) else None
+        if not isinstance(body, Mapping):
+            self.problem(here, "must be a mapping of settings")
+            return None
+        if kind == "rateBased":
+            if not top:
+                self.problem(
+                    here, "a rateBased statement can only be a rule's own statement (AWS does not nest it)"
+                )
+                return None
+            return self.rate_based(body, here, depth)
+        if kind == "ipSet":
+            return self.ip_set(body, here)
+        return self.inspecting(kind, body, here)
+
+    def ip_set(self, body: Mapping[str, Any], where: str) -> IpSetMatch | None:
+        self.unknown_keys(body, ("addresses",), where)
+        addresses = body.get("addresses")
+        if not isinstance(addresses, list) or not addresses:
+            self.problem(f"{where}.addresses", "must be a list of IPv4 or IPv6 addresses or CIDR ranges")
+            return None
+        if len(addresses) > MAX_ADDRESSES:
+            self.problem(f"{where}.addresses", f"at most {MAX_ADDRESSES} addresses")
+            return None
+        networks = []
+        for i, text in enumerate(addresses):
+            found = waf_match.check_cidr(text) if isinstance(text, str) else f"{text!r} is not a string"
+            if isinstance(found, str):
+                self.problem(f"{where}.addresses[{i}]", found)
+            else:
+                networks.append(found)
+        if len(networks) != len(addresses):
+            return None
+        return IpSetMatch(tuple(str(network) for network in networks), IpMatcher(networks))
+
+    def rate_based(self, body: Mapping[str, Any], where: str, depth: int) -> RateBased | None:
+        self.unknown_keys(body, ("limit", "windowSeconds", "aggregateKey", "scopeDown"), where)
+        ok = True
+        limit = body.get("limit")
+        low, high = RATE_LIMIT_RANGE
+        if isinstance(limit, bool) or not isinstance(limit, int) or not low <= limit <= high:
+            self.problem(f"{where}.limit", f"must be a whole number of requests from {low:,} to {high:,}")
+            ok = False
+        window = body.get("windowSeconds", DEFAULT_RATE_WINDOW)
+        if isinstance(window, bool) or window not in RATE_WINDOWS:
+            self.problem(
+                f"{where}.windowSeconds", f"must be one of {', '.join(map(str, RATE_WINDOWS))} (seconds)"
+            )
+            ok = False
+        key = body.get("aggregateKey", "IP")
+        aggregate: str | None = None
+        if isinstance(key, str) and canonical(key) in ("forwardedip", "customkeys"):
+            self.problem(f"{where}.aggregateKey", f"{key!r} is not supported by Portway: use ip or constant")
+        else:
+            aggregate = self.choice(key, ("IP", "CONSTANT"), f"{where}.aggregateKey")
+        scope: Statement | None = None
+        if body.get("scopeDown") is not None:
+            found = self.statement(body["scopeDown"], f"{where}.scopeDown", depth=depth + 1)
+            if not isinstance(found, Statement):
+                return None
+            scope = found
+        if not ok or aggregate is None or not isinstance(limit, int):
+            return None
+        return RateBased(limit=limit, window_s=int(window), per_ip=aggregate == "IP", scope_down=scope)
+
+    def inspecting(self, kind: str, body: Mapping[str, Any], where: str) -> Statement | None:
+        extra = {
+            "byteMatch": ("searchString", "positionalConstraint"),
+            "regexMatch": ("regexString",),
+            "sizeConstraint": ("comparisonOperator", "size"),
+            "sqliMatch": ("sensitivityLevel",),
+            "xssMatch": (),
+        }[kind]
+        self.unknown_keys(body, ("fieldToMatch", "textTransformations", *extra), where)
+        before = len(self.problems)
+        inspection = self.inspection(body, where)
+        statement: Statement | None = None
+        if kind == "byteMatch":
+            search = body.get("searchString")
+            encoded = search.encode("utf-8") if isinstance(search, str) else b""
+            if not isinstance(search, str) or not 1 <= len(encoded) <= MAX_SEARCH_BYTES:
+                self.problem(
+                    f"{where}.searchString", f"must be a string of 1 to {MAX_SEARCH_BYTES} bytes (UTF-8)"
+                )
+            position = self.choice(
+                body.get("positionalConstraint"), _POSITIONS, f"{where}.positionalConstraint"
+            )
+            if position == "CONTAINS_WORD" and encoded and not _WORD.match(encoded):
+                self.problem(
+                    f"{where}.searchString",
+                    "with containsWord, may hold only letters, digits and '_' (as AWS requires)",
+                )
+            if inspection is not None and position is not None and len(self.problems) == before:
+                statement = ByteMatch(inspection, encoded, position)
+        elif kind == "regexMatch":
+            pattern = body.get("regexString")
+            if not isinstance(pattern, str) or not 1 <= len(pattern) <= MAX_REGEX_CHARS:
+                self.problem(
+                    f"{where}.regexString",
+                    f"must be a regular expression of 1 to {MAX_REGEX_CHARS} characters",
+                )
+            else:
+                compiled = waf_match.compile_pattern(pattern)
+                if isinstance(compiled, str):
+                    self.problem(f"{where}.regexString", compiled)
+                elif inspection is not None:
+                    statement = RegexMatch(inspection, compiled)
+        elif kind == "sizeConstraint":
+            comparison = self.choice(
+                body.get("comparisonOperator"), tuple(_COMPARE), f"{where}.comparisonOperator"
+            )
+            size = body.get("size")
+            if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+                self.problem(f"{where}.size", f"must be a whole number of bytes from 0 to {MAX_SIZE:,}")
+            elif inspection is not None and comparison is not None:
+                statement = SizeConstraint(inspection, comparison, size)
+        elif kind == "sqliMatch":
+            level = self.choice(
+                body.get("sensitivityLevel", "LOW"), ("LOW", "HIGH"), f"{where}.sensitivityLevel"
+            )
+            if inspection is not None and level is not None:
+                statement = SqliMatch(inspection, high=level == "HIGH")
+        elif inspection is not None:
+            statement = XssMatch(inspection)
+        return statement if len(self.problems) == before else None
+
+    def inspection(self, body: Mapping[str, Any], where: str) -> Inspection | None:
+        field = self.field_to_match(body.get("fieldToMatch"), f"{where}.fieldToMatch")
+        transformations = self.transformations(
+            body.get("textTransformations", []), f"{where}.textTransformations"
+        )
+        if field is None or transformations is None:
+            return None
+        if isinstance(field, Body):
+            self.inspects_body = True
+        key = (field, transformations)
+        slot = self.slots.setdefault(key, len(self.slots))
+        return Inspection(field, transformations, slot)
+
+    def field_to_match(self, raw: Any, where: str) -> FieldToMatch | None:
+        if isinstance(raw, str):
+            raw = {raw: {}}
+        if not isinstance(raw, Mapping) or len(raw) != 1:
+            self.problem(where, f"must name one request component: {', '.join(_FIELDS)}")
+            return None
+        ((kind, settings),) = raw.items()
+        kind = str(kind)
+        here = f"{where}.{kind}"
+        if settings is None:
+            settings = {}
+        if kind not in _FIELDS:
+            if canonical(kind) in _UNSUPPORTED_FIELDS:
+                self.problem(here, f"{kind!r} is not supported by Portway (supported: {', '.join(_FIELDS)})")
+            else:
+                self.problem(here, f"unknown request component (known: {', '.join(_FIELDS)})")
+            return None
+        if not isinstance(settings, Mapping):
+            self.problem(here, "must be a mapping of settings ({} when there are none)")
+            return None
+        if kind in ("singleHeader", "singleQueryArgument"):
+            self.unknown_keys(settings, ("name",), here)
+            name = settings.get("name")
+            if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
+                self.problem(f"{here}.name", f"must be a name of 1 to {MAX_NAME_CHARS} characters")
+                return None
+            lowered = name.lower().encode("utf-8")
+            return SingleHeader(lowered) if kind == "singleHeader" else SingleQueryArgument(lowered)
+        if kind == "body":
+            self.unknown_keys(settings, ("oversizeHandling",), here)
+            handling = self.choice(
+                settings.get("oversizeHandling", "CONTINUE"), tuple(_OVERSIZE), f"{here}.oversizeHandling"
+            )
+            return Body(_OVERSIZE[handling]) if handling is not None else None
+        self.unknown_keys(settings, (), here)
+        if kind == "uriPath":
+            return UriPath()
+        if kind == "queryString":
+            return QueryString()
+        if kind == "method":
+            return Method()
+        return AllQueryArguments()
+
+    def transformations(self, raw: Any, where: str) -> tuple[str, ...] | None:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.problem(
+                where, "must be a list of text transformations, applied in order (urlDecode, lowercase …)"
+            )
+            return None
+        if len(raw) > MAX_TRANSFORMATIONS:
+            self.problem(where, f"at most {MAX_TRANSFORMATIONS} text transformations")
+            return None
+        names = []
+        for i, item in enumerate(raw):
+            name = self.choice(item, tuple(TRANSFORMATIONS), f"{where}[{i}]")
+            if name is None:
+                return None
+            if name != "NONE":
+                names.append(name)
+        return tuple(names)
+
+    def choice(self, raw: Any, choices: tuple[str, ...], where: str) -> str | None:
+        """One of AWS's names (``URL_DECODE``), written in any case, ``_`` and ``-`` optional."""
+        if isinstance(raw, str):
+            wanted = canonical(raw)
+            for choice in choices:
+                if canonical(choice) == wanted:
+                    return choice
+        shown = ", ".join(_camel(choice) for choice in choices)
+        self.problem(where, f"must be one of {shown}" + (f", not {raw!r}" if raw is not None else ""))
+        return None
+
+    def unknown_keys(self, raw: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+        for key in raw:
+            if key not in known:
+                listed = f" (known: {', '.join(known)})" if known else " (it takes none)"
+                self.problem(f"{where}.{key}", f"unknown setting{listed}")
+
+
+def _camel(name: str) -> str:
+    """``URL_DECODE`` → ``urlDecode``; ``KB_16`` stays as AWS writes it."""
+    if name.startswith("KB_"):
+        return name
+    first, *rest = name.lower().split("_")
+    return first + "".join(part.capitalize() for part in rest)
