@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -313,13 +314,30 @@ class Server:
             self.expect_hello(path)
         self.descendants = _children(self.process.pid)
 
-    def expect_hello(self, path: str, headers: dict[str, str] | None = None) -> None:
-        """GET ``path`` must answer 200 with the expected body (else BenchError, with the server's log)."""
-        status, body = http_get(self.port, path, headers)
-        if status != 200 or body != EXPECTED_BODY:
+    def expect_hello(
+        self, path: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes | None = None
+    ) -> None:
+        """``method path`` (GET by default) must answer 200 with the expected body (else BenchError, with the
+        server's log)."""
+        self.expect(200, EXPECTED_BODY, path, headers, method, body)
+
+    def expect(
+        self,
+        status: int,
+        expected: bytes | None,
+        path: str,
+        headers: dict[str, str] | None = None,
+        method: str = "GET",
+        body: bytes | None = None,
+    ) -> None:
+        """``method path`` must answer ``status``, with the body ``expected`` unless that is None (else
+        BenchError, with the server's log)."""
+        got, answer = http_request(self.port, method, path, headers, body)
+        if got != status or (expected is not None and answer != expected):
+            wanted = f"{status} {expected!r}" if expected is not None else str(status)
             raise BenchError(
-                f"{self.name}: GET {path} answered {status} {body[:200]!r}, "
-                f"expected 200 {EXPECTED_BODY!r}:\n{self.log_tail()}"
+                f"{self.name}: {method} {path} answered {got} {answer[:200]!r}, "
+                f"expected {wanted}:\n{self.log_tail()}"
             )
 
     def pid(self) -> int:
@@ -368,15 +386,31 @@ class Server:
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    return http_request(port, "GET", path, headers)
+
+
+def http_request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, bytes]:
+    """One request to 127.0.0.1:``port``: the status and body (0 and the error when it failed)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
-        connection.request("GET", path, headers={"Accept": "application/json", **(headers or {})})
+        connection.request(method, path, body=body, headers={"Accept": "application/json", **(headers or {})})
         response = connection.getresponse()
         return response.status, response.read()
     except OSError as exc:
         return 0, str(exc).encode()
     finally:
         connection.close()
+
+
+def route_pipeline(server: Server, route: str, method: str = "GET") -> str:
+    """The route's stages as the running gateway printed them in its route table (its log's start)."""
+    for line in server.log.read_text(errors="replace").splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) == 4 and cells[0] == method and cells[1] == route:
+            return cells[3]
+    raise BenchError(f"{server.name}: no {method} {route} in its route table:\n{server.log_tail()}")
 
 
 def free_port() -> int:

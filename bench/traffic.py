@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -90,6 +89,7 @@ from run import (
     per_request,
     pinning_json,
     ratio_line,
+    route_pipeline,
     rps_ratios,
     run_guarded,
     table,
@@ -343,15 +343,6 @@ def gateway_argv(port: int, stage: str, state: str, account_throttle: str, keys_
         *("--stage", stage, "--state", state, "--account-throttle", account_throttle),
         *("--keys-state", keys_state, "--host", HOST, "--port", str(port), "--log-level", "warning"),
     ]
-
-
-def route_pipeline(server: Server, route: str) -> str:
-    """The route's stages as the running server printed them in its route table (its log's start)."""
-    for line in server.log.read_text(errors="replace").splitlines():
-        cells = re.split(r"\s{2,}", line.strip())
-        if len(cells) == 4 and cells[0] == "GET" and cells[1] == route:
-            return cells[3]
-    raise BenchError(f"{server.name}: no GET {route} in its route table:\n{server.log_tail()}")
 
 
 def check_target(server: Server, target: TrafficTarget, key_value: str | None) -> None:
