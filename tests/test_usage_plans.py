@@ -35,6 +35,7 @@ from portway.usage_plans import (
     method_key,
     quota_window,
 )
+from tests.clock import ManualClock as Clock
 from tests.flaky_store import FlakyStore
 
 
@@ -45,16 +46,6 @@ def ts(text: str) -> float:
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 NOW = ts("2024-05-15T12:00:00")  # a Wednesday

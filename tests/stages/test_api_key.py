@@ -26,9 +26,9 @@ from portway.usage_plans import (
     UsagePlans,
     usage_counter_key,
 )
+from tests.clock import ManualClock as Clock
 from tests.conftest import closed_port
 from tests.flaky_store import FlakyStore
-from tests.test_usage_plans import Clock
 
 API_ID = "a1b2c3d4e5"
 TITLE = "Shop API"

@@ -48,6 +48,7 @@ from portway.stages.authorizer import (
 )
 from portway.state.memory import MemoryStore
 from portway.types import Message, Receive, Response, Scope, Send
+from tests.clock import ManualClock as Clock
 from tests.conftest import run_asgi
 
 HERE = Path(__file__).parent / "authorizers"
@@ -93,16 +94,6 @@ async def runtime() -> AsyncIterator[LambdaRuntime]:
     rt = LambdaRuntime(FUNCTIONS)
     yield rt
     await rt.close()
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def scheme(settings: Mapping[str, Any], **extra: Any) -> dict[str, Any]:

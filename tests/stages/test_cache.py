@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -34,6 +33,7 @@ from portway.stages.cache import (
 from portway.state.memory import MemoryStore
 from portway.state.store import Store
 from portway.types import Headers, Message, Response
+from tests.clock import ManualClock as Clock
 from tests.flaky_store import FlakyStore
 
 HAS_REDIS_STORE = importlib.util.find_spec("portway.state.redis") is not None
@@ -42,19 +42,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 JSON = (b"content-type", b"application/json")
 WARNING = (b"warning", b"199 Cache-control headers were ignored because the caller was unauthorized.")
 REFRESH = (b"cache-control", b"max-age=0")
-
-
-class Clock:
-    """A clock the test moves by hand; it starts at the real time, which a Redis store may compare with."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class CountingIntegration:

@@ -43,27 +43,18 @@ from portway.stages.jwt import (
 )
 from portway.state.memory import MemoryStore
 from portway.types import Message, Response
+from tests.clock import ManualClock as Clock
 
 AUDIENCE = "client-abc"
 LAMBDA_URI = (
     "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
     "arn:aws:lambda:us-east-1:123456789012:function:items/invocations"
 )
+
 POOL_ARN = "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_AbC123"
 UNAUTHORIZED = b'{"message":"Unauthorized"}'
 RS256_HEADER = b'{"alg":"RS256","kid":"rsa-1"}'
 FORBIDDEN = b'{"message":"Forbidden"}'
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Issuer:

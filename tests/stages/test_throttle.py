@@ -12,15 +12,8 @@ from portway.pipeline.responses import HTTP_RESPONSES
 from portway.stages.throttle import Limit, ThrottleStage
 from portway.state.memory import MemoryStore
 from portway.state.store import Bucket
+from tests.clock import ManualClock as Clock
 from tests.flaky_store import FlakyStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def context(usage: tuple[Bucket, ...] = ()) -> RequestContext:
