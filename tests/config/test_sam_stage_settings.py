@@ -264,7 +264,8 @@ def test_api_keys_on_the_api_and_on_each_event(tmp_path: Path) -> None:
             "Fn": function(
                 Keyed=api_event("/keyed", RestApiId={"Ref": "Api"}),
                 Open=api_event("/open", RestApiId={"Ref": "Api"}, Auth={"ApiKeyRequired": False}),
-                Authorized=api_event("/other", RestApiId={"Ref": "Api"}, Auth={"Authorizer": "NONE"}),
+                # an Auth without ApiKeyRequired ('NONE' needs a DefaultAuthorizer: test_sam_auth.py)
+                Scoped=api_event("/other", RestApiId={"Ref": "Api"}, Auth={"AuthorizationScopes": ["read"]}),
             ),
         },
     )

@@ -20,6 +20,14 @@ method), ``CacheClusterEnabled`` / ``CacheClusterSize``, ``MinimumCompressionSiz
 own: maps merge, settings for the same method merge field by field. ``Auth.UsagePlan`` makes nothing: the
 resources SAM would create are listed as not emulated (plans and keys are made with ``portway usage-plans``
 and ``portway keys``).
+
+Its protection settings become what the same API's OpenAPI definition would carry, as SAM writes them into
+it (:mod:`portway.config.sam_protection`): ``Auth.Authorizers`` (Lambda, Cognito, JWT), ``DefaultAuthorizer``
+and the events' ``Auth.Authorizer`` / ``AuthorizationScopes``; a REST API's ``Cors`` (mock OPTIONS methods),
+``GatewayResponses``, ``Models`` and its events' ``RequestModel`` / ``RequestParameters``; an HTTP API's
+``CorsConfiguration``. A DefinitionBody's own security schemes, validators, gateway responses and CORS are
+kept beneath them. ``!Ref`` / ``!GetAtt`` of an ``AWS::Cognito::UserPool`` give a pool id and ARN of the
+template's region (its tokens come from a local issuer: ``x-portway-issuer`` / ``x-portway-jwks``).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from portway.config.model import (
     StageSettings,
 )
 from portway.config.openapi import COMPRESSION_MAX, parse_openapi
+from portway.config.sam_protection import EventProtection, Protected, Source, pick, protect, sub_path
 
 __all__ = ["is_sam", "parse_sam"]
 
@@ -88,8 +97,10 @@ _SETTINGS_PROPERTIES = {
         "MinimumCompressionSize",
         "ApiKeySourceType",
         "Auth",
+        "Cors",
+        "GatewayResponses",
     ),
-    "HTTP": ("DefaultRouteSettings", "RouteSettings"),
+    "HTTP": ("DefaultRouteSettings", "RouteSettings", "Auth", "CorsConfiguration"),
 }
 _GLOBALS_SECTION = {"REST": "Api", "HTTP": "HttpApi"}
 # CloudFormation's MethodSetting (Stage.MethodSettings) and an HTTP API's RouteSettings, as the functions file
@@ -116,9 +127,11 @@ _BOOLEAN_PROPERTIES = frozenset(
         "DetailedMetricsEnabled",
         "CacheClusterEnabled",
         "ApiKeyRequired",
+        "AddApiKeyRequiredToCorsPreflight",
     }
 )
 USAGE_PLAN_CHOICES = ("PER_API", "SHARED", "NONE")
+USER_POOL = "AWS::Cognito::UserPool"
 
 
 def is_sam(document: Any) -> bool:
@@ -170,11 +183,22 @@ def parse_sam(
             name = properties_of(logical_id).get("FunctionName")
             if name is not None:
                 return resolver.resolve(name, f"$.Resources.{logical_id}.Properties.FunctionName")
+        if isinstance(resource, Mapping) and resource.get("Type") == USER_POOL:
+            return f"{region}_{logical_id}"  # a user pool id: REGION_ID
         return logical_id
 
     def attribute_of(logical_id: str, attribute: str, resolver: Resolver) -> Any:
-        if attribute == "Arn" and resources[logical_id].get("Type") == FUNCTION:
+        kind = resources[logical_id].get("Type")
+        if attribute == "Arn" and kind == FUNCTION:
             return f"arn:aws:lambda:{region}:123456789012:function:{ref_of(logical_id, resolver)}"
+        if kind == USER_POOL and attribute in ("Arn", "ProviderName", "ProviderURL"):
+            # Its tokens' issuer does not exist: x-portway-issuer / x-portway-jwks name a local one.
+            pool = ref_of(logical_id, resolver)
+            return {
+                "Arn": f"arn:aws:cognito-idp:{region}:123456789012:userpool/{pool}",
+                "ProviderName": f"cognito-idp.{region}.amazonaws.com/{pool}",
+                "ProviderURL": f"https://cognito-idp.{region}.amazonaws.com/{pool}",
+            }[attribute]
         return f"arn:aws:portway:{region}:123456789012:{logical_id}/{attribute}"
 
     resolver = Resolver(
@@ -218,6 +242,8 @@ def parse_sam(
         functions[entry.name] = entry
         _events(logical_id, entry.name, props, file, where, region, apis, api_globals, problems)
     served = {api_id: api for api_id, api in apis.items() if api.operations}
+    for api in served.values():
+        _protect(api, functions, file, problems)
     stage_settings = {
         api_id: _apply_settings(api, file, problems, not_emulated) for api_id, api in served.items()
     }
@@ -250,6 +276,11 @@ def parse_sam(
         binary_media_types=api.binary_media_types,
         api_key_source=api.api_key_source,
         minimum_compression_size=api.minimum_compression_size,
+        authorizers=api.protected.authorizers,
+        request_validators=api.protected.request_validators,
+        gateway_responses=api.protected.gateway_responses,
+        cors=api.protected.cors,
+        document=api.protected.document,
         deployment=Deployment(
             source=file,
             functions=functions,
@@ -259,9 +290,6 @@ def parse_sam(
         default_stage=api.stage,
         not_emulated=tuple(dict.fromkeys(not_emulated)),
     )
-
-
-_Source = tuple[Mapping[str, Any], str]  # an API's resolved properties (or its Globals), and their JSON path
 
 
 @dataclass(slots=True)
@@ -277,16 +305,19 @@ class _Api:
     api_key_source: str = "HEADER"
     minimum_compression_size: int | None = None
     # Where its stage settings are read, lowest precedence first: Globals.Api / Globals.HttpApi, then its own.
-    sources: list[_Source] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     # Api events' Auth.ApiKeyRequired, by (METHOD, resource): over the API's Auth.ApiKeyRequired.
     key_overrides: dict[tuple[str, str], bool] = field(default_factory=dict)
     # HttpApi events' RouteSettings: (route key, settings, JSON path, the function's logical id).
     event_route_settings: list[tuple[str, Any, str, str]] = field(default_factory=list)
+    own: Source | None = None  # an explicit API's own properties (Models are read there alone)
+    inline: bool = True  # False: its definition is a DefinitionUri, which SAM adds nothing to
+    events: list[EventProtection] = field(default_factory=list)  # its events' Auth, RequestModel …
+    # What its definition body gave (authorizers, CORS …), then with the protection settings applied.
+    protected: Protected = field(default_factory=lambda: Protected(operations=[]))
 
 
-def _api_globals(
-    globals_: Any, kind: str, resolver: Resolver, file: Path, problems: list[Problem]
-) -> _Source:
+def _api_globals(globals_: Any, kind: str, resolver: Resolver, file: Path, problems: list[Problem]) -> Source:
     """``Globals.Api`` (REST) or ``Globals.HttpApi``: the stage settings it gives every API of its kind."""
     where = f"$.Globals.{_GLOBALS_SECTION[kind]}"
     section = globals_.get(_GLOBALS_SECTION[kind]) if isinstance(globals_, Mapping) else None
@@ -313,7 +344,7 @@ def _explicit_api(
     resolver: Resolver,
     file: Path,
     where: str,
-    api_globals: Mapping[str, _Source],
+    api_globals: Mapping[str, Source],
     problems: list[Problem],
 ) -> _Api | None:
     http_api = kind == "AWS::Serverless::HttpApi"
@@ -334,6 +365,7 @@ def _explicit_api(
         logical_id,
         {str(k): str(v) for k, v in variables.items()},
         sources=[api_globals[api_kind], (props, f"{where}.Properties")],
+        own=(props, f"{where}.Properties"),
     )
     body, uri = props.get("DefinitionBody"), props.get("DefinitionUri")
     source, document, prefix = file, body, f"{where}.Properties.DefinitionBody"
@@ -345,6 +377,7 @@ def _explicit_api(
             problems.append(exc.problem)
             return None
         prefix = ""
+        api.inline = False
     elif body is None and uri is not None:
         problems.append(Problem(file, f"{where}.Properties.DefinitionUri", "must be a local file path"))
         return None
@@ -360,6 +393,18 @@ def _explicit_api(
         api.binary_media_types = definition.binary_media_types
         api.api_key_source = definition.api_key_source
         api.minimum_compression_size = definition.minimum_compression_size
+        api.protected = Protected(
+            operations=[],
+            # Its security schemes, named where they are in the template (the stages report problems there).
+            authorizers={
+                name: replace(auth, where=prefix + auth.where[1:] if prefix else auth.where)
+                for name, auth in definition.authorizers.items()
+            },
+            request_validators=dict(definition.request_validators),
+            gateway_responses=dict(definition.gateway_responses),
+            cors=definition.cors,
+            document=definition.document,
+        )
     return api
 
 
@@ -430,7 +475,7 @@ def _events(
     where: str,
     region: str,
     apis: dict[str, _Api],
-    api_globals: Mapping[str, _Source],
+    api_globals: Mapping[str, Source],
     problems: list[Problem],
 ) -> None:
     events = props.get("Events") or {}
@@ -502,6 +547,40 @@ def _events(
         api.operations.append(
             Operation(method=method, resource=path, integration=integration, operation_id=None, where=here)
         )
+        api.events.append(
+            EventProtection(
+                method,
+                path,
+                logical_id,
+                f"{here}.Properties",
+                auth=settings.get("Auth"),
+                request_model=settings.get("RequestModel"),
+                request_parameters=settings.get("RequestParameters"),
+            )
+        )
+
+
+def _protect(api: _Api, functions: Mapping[str, FunctionEntry], file: Path, problems: list[Problem]) -> None:
+    """The API's authorizers, CORS, gateway responses and request validation (sam_protection.py)."""
+
+    def report(logical_id: str, where: str, message: str) -> None:
+        problems.append(Problem(file, where, f"{logical_id}: {message}"))
+
+    body = replace(api.protected, operations=api.operations)
+    api.protected = protect(
+        api.kind,
+        api.logical_id,
+        api.sources,
+        api.own,
+        api.inline,
+        body,
+        api.events,
+        functions,
+        api.variables,
+        file,
+        report,
+    )
+    api.operations = api.protected.operations
 
 
 # --- stage settings ---------------------------------------------------------------------------------------
@@ -551,23 +630,6 @@ def _capitalised(name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def _sub(where: str, *parts: str | int) -> str:
-    return where + json_path(*parts)[1:]
-
-
-def _pick(sources: list[_Source], *keys: str) -> tuple[Any, str] | None:
-    """The value at ``keys`` in the source of highest precedence that has it (maps merge), and its path."""
-    for props, where in reversed(sources):
-        value: Any = props
-        for key in keys:
-            if not isinstance(value, Mapping) or key not in value:
-                break
-            value = value[key]
-        else:
-            return value, _sub(where, *keys)
-    return None
-
-
 def _apply_settings(
     api: _Api, file: Path, problems: list[Problem], not_emulated: list[str]
 ) -> StageSettings | None:
@@ -604,7 +666,7 @@ def _apply_settings(
                 )
             elif routes is not None:
                 for route_key, raw in routes.items():
-                    here = _sub(where, "RouteSettings", str(route_key))
+                    here = sub_path(where, "RouteSettings", str(route_key))
                     layer((str(route_key), "*"), _route_setting(raw, here, add))
         for route_key, raw, where, owner in api.event_route_settings:  # an event's own, over the API's
             layer((route_key, "*"), _route_setting(raw, where, reporter(owner)))
@@ -634,8 +696,8 @@ def _apply_settings(
             setting = method_setting(_typed_all(rest), here, add, known=_SAM_METHOD_KEYS, spell=_capitalised)
             if key is not None:
                 layer(key, setting)
-    enabled = _pick(api.sources, "CacheClusterEnabled")
-    size = _pick(api.sources, "CacheClusterSize")
+    enabled = pick(api.sources, "CacheClusterEnabled")
+    size = pick(api.sources, "CacheClusterSize")
     home = f"{api.sources[-1][1]}"
     cache_on, size_gb = cache_cluster(
         _typed("CacheClusterEnabled", enabled[0]) if enabled is not None else False,
@@ -644,14 +706,14 @@ def _apply_settings(
         size[1] if size is not None else f"{home}.CacheClusterSize",
         add,
     )
-    compression = _pick(api.sources, "MinimumCompressionSize")
+    compression = pick(api.sources, "MinimumCompressionSize")
     if compression is not None:
         value = _typed("MinimumCompressionSize", compression[0])
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= COMPRESSION_MAX:
             add(compression[1], f"must be a whole number of bytes from 0 to {COMPRESSION_MAX}")
         else:
             api.minimum_compression_size = value
-    source = _pick(api.sources, "ApiKeySourceType")
+    source = pick(api.sources, "ApiKeySourceType")
     if source is not None:
         if source[0] not in ("HEADER", "AUTHORIZER"):
             add(source[1], "must be HEADER or AUTHORIZER")
@@ -699,7 +761,8 @@ def _method_key(item: Mapping[str, Any], where: str, add: Add) -> tuple[str, str
 
 
 def _apply_auth(api: _Api, add: Add, not_emulated: list[str]) -> None:
-    """``Auth.ApiKeyRequired`` (every method, unless its event says otherwise) and ``Auth.UsagePlan``."""
+    """``Auth.ApiKeyRequired`` (every method, unless its event says otherwise; OPTIONS ones unless
+    ``AddApiKeyRequiredToCorsPreflight: false``) and ``Auth.UsagePlan``."""
     for props, where in api.sources:
         for key, what in (("Auth", "ApiKeyRequired, UsagePlan …"), ("UsagePlan", "CreateUsagePlan …")):
             holder = props.get("Auth") if key == "UsagePlan" else props
@@ -709,24 +772,32 @@ def _apply_auth(api: _Api, add: Add, not_emulated: list[str]) -> None:
                     f"must be a mapping ({what})",
                 )
     default = False
-    found = _pick(api.sources, "Auth", "ApiKeyRequired")
+    found = pick(api.sources, "Auth", "ApiKeyRequired")
     if found is not None:
         value = _typed("ApiKeyRequired", found[0])
         if isinstance(value, bool):
             default = value
         else:
             add(found[1], "must be true or false")
-    api.operations = [
-        replace(
-            op,
-            api_key_required=api.key_overrides.get((op.method, op.resource), op.api_key_required or default),
-        )
-        for op in api.operations
-    ]
-    plan = _pick(api.sources, "Auth", "UsagePlan")
+    preflight = True
+    found = pick(api.sources, "Auth", "AddApiKeyRequiredToCorsPreflight")
+    if found is not None:
+        value = _typed("AddApiKeyRequiredToCorsPreflight", found[0])
+        if isinstance(value, bool):
+            preflight = value
+        else:
+            add(found[1], "must be true or false")
+
+    def required(op: Operation) -> bool:
+        if op.method == "OPTIONS" and default and not preflight:
+            return False  # SAM takes the API's key requirement off every OPTIONS method, the events' too
+        return api.key_overrides.get((op.method, op.resource), op.api_key_required or default)
+
+    api.operations = [replace(op, api_key_required=required(op)) for op in api.operations]
+    plan = pick(api.sources, "Auth", "UsagePlan")
     if plan is None or not isinstance(plan[0], Mapping):
         return
-    create = _pick(api.sources, "Auth", "UsagePlan", "CreateUsagePlan")
+    create = pick(api.sources, "Auth", "UsagePlan", "CreateUsagePlan")
     if create is None or create[0] not in USAGE_PLAN_CHOICES:
         add(
             create[1] if create is not None else plan[1],
