@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -36,7 +37,7 @@ from portway.stages.waf import (
     decide,
     parse,
 )
-from portway.stages.waf_match import TRANSFORMATIONS, sqli, xss
+from portway.stages.waf_match import TRANSFORMATIONS, regex_test, sqli, xss
 from portway.state.memory import MemoryStore
 from portway.state.redis import RedisStore
 from portway.state.store import Store
@@ -125,7 +126,8 @@ def context(
         "path": path,
         "raw_path": path.encode(),
         "query_string": query,
-        "headers": list(headers),
+        # A body comes with its Content-Length, as over HTTP/1.1 (the stage reads no body without one).
+        "headers": [*headers, (b"content-length", b"%d" % len(body))] if body else list(headers),
         "client": (client, 50_000),
     }
     return RequestContext(scope, receive, path.removeprefix("/prod") or "/", "prod", "/items", {}, {})
@@ -1418,3 +1420,120 @@ def test_the_functions_file_carries_the_web_acl_to_the_stage_settings(tmp_path: 
     assert [(p.path, p.message) for p in caught.value.problems] == [
         ("$.stages.prod.webAcl", "must be a mapping with 'rules' (see portway.stages.waf)")
     ]
+
+
+# --- the compiled web ACL: what it skips must not change what it decides ----------------------------------
+
+REGEX_CASES = [
+    rb"(?i)(sqlmap|nikto|nmap|masscan|zgrab|dirbuster)",
+    rb"\.\./|\.\.\\|/etc/passwd",
+    rb"abc|abd",
+    rb"(?i:ab)c",
+    rb"(?i)union(?-i:SELECT)",
+    rb"a+bc",
+    rb"x.*union\s+select",
+    rb"^/admin",
+    rb"(?i)[a-c]d",
+    rb"foo(?=bar)",
+    rb"(?:ab){2}c",
+    rb"(a)\1",
+    rb"(?i)\xc9t\xe9",
+    rb"[^a]",
+    rb"a?",
+    rb"^$",
+]
+REGEX_VALUES = [b"", b"a", b"ABC", b"abd", b"xABc", b"ABc", b"unionSELECT", b"UNIONselect", b"ab", b"aabc"]
+REGEX_VALUES += [b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", b"NiKtO/2.5", b"sqlma", b"../x", b"..\\x"]
+REGEX_VALUES += [
+    b"/etc/passwd",
+    b"x union  select",
+    b"/admin",
+    b"Cd",
+    b"foobar",
+    b"foo",
+    b"ababc",
+    b"aa",
+    b"\xc9t\xe9",
+]
+REGEX_VALUES += [b"\xe9t\xc9", b"\xc9T\xe9", b"ab\nc", b"abab"]
+
+
+@pytest.mark.parametrize("pattern", REGEX_CASES)
+def test_a_regex_prefilter_answers_as_the_pattern_does(pattern: bytes) -> None:
+    compiled = re.compile(pattern)
+    test = regex_test(compiled)
+    for value in REGEX_VALUES:
+        assert test(value) == (compiled.search(value) is not None), value
+
+
+async def test_a_request_without_a_body_is_not_waited_for() -> None:
+    acl = one_rule({"sizeConstraint": {"fieldToMatch": "body", "comparisonOperator": "gt", "size": 3}})
+    stage = stage_of(acl)
+
+    async def never() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    def ctx(headers: Sequence[tuple[bytes, bytes]], **scope: Any) -> RequestContext:
+        base = {"type": "http", "method": "GET", "path": "/prod/items", "raw_path": b"/prod/items"}
+        full = {**base, "query_string": b"", "headers": list(headers), "client": ("192.0.2.1", 1), **scope}
+        return RequestContext(full, never, "/items", "prod", "/items", {}, {})
+
+    for headers in ([], [(b"content-length", b"0")], [(b"content-length", b"00")]):
+        assert await stage.on_request(ctx(headers)) is None
+    for headers in ([(b"content-length", b"4")], [(b"transfer-encoding", b"chunked")]):
+        with pytest.raises(AssertionError, match="the body was read"):
+            await stage.on_request(ctx(headers))
+    with pytest.raises(AssertionError, match="the body was read"):  # HTTP/2 needs no length
+        await stage.on_request(ctx([], http_version="2"))
+
+
+def test_a_statement_on_the_body_alone_is_answered_once_for_requests_without_one() -> None:
+    empty = {"sizeConstraint": {"fieldToMatch": "body", "comparisonOperator": "eq", "size": 0}}
+    sqli_body = {"sqliMatch": {"fieldToMatch": "body", "textTransformations": ["urlDecode"]}}
+    acl = web_acl(rule("sqli", 0, "block", sqli_body), rule("no-body", 1, "count", empty))
+    assert [step[0].name for step in acl.plan_without_body] == ["no-body"], "sqli cannot match b''"
+    verdict = decide(acl, request())
+    assert verdict.counted == (acl.rules[1],)
+    assert decide(acl, request(method="POST", body=b"1' OR '1'='1")).action is Action.BLOCK
+    assert decide(acl, request(method="POST", body=b"plain")).counted == ()
+
+
+def test_a_component_and_its_transformations_are_taken_once_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+    url_decode = TRANSFORMATIONS["URL_DECODE"]
+
+    def counting(value: bytes) -> bytes:
+        seen.append(value)
+        return url_decode(value)
+
+    monkeypatch.setitem(TRANSFORMATIONS, "URL_DECODE", counting)
+    field = {"fieldToMatch": "allQueryArguments", "textTransformations": ["urlDecode"]}
+    acl = web_acl(
+        rule("a", 0, "count", {"sqliMatch": field}),
+        rule("b", 1, "count", {"xssMatch": field}),
+        rule(
+            "c",
+            2,
+            "count",
+            {"byteMatch": {**field, "searchString": "zz", "positionalConstraint": "contains"}},
+        ),
+        rule("d", 3, "count", {"sizeConstraint": {**field, "comparisonOperator": "gt", "size": 100}}),
+    )
+    verdict = decide(acl, request(query="q=blue+shoes&page=2&x=%3Cb%3E"))
+    assert [rule.name for rule in verdict.counted] == []
+    assert sorted(seen) == [b"%3Cb%3E", b"blue+shoes"], "once each (an alphanumeric value decodes to itself)"
+
+
+async def test_the_memory_store_counts_without_a_coroutine_as_it_does_with_one() -> None:
+    store = MemoryStore()
+    assert store.count_now("k", 1, 100.0, 10.0) == 1
+    assert store.count_now("k", 2, 200.0, 20.0) == 3, "the window's end stays the first one's"
+    assert store.counter_now("k", 99.0) == 3
+    assert store.counter_now("k", 100.0) == 0, "expired"
+    assert store.count_now("k", 1, 300.0, 150.0) == 1, "a new window"
+    assert await store.counter("k", 150.0) == 1
+    assert (await store.count("k", 1, None, 300.0, 150.0)).value == 2
+    with pytest.raises(ValueError, match="only grows"):
+        store.count_now("k", -1, 300.0, 150.0)

@@ -111,13 +111,14 @@ labels, CAPTCHA / challenge actions and custom responses neither. Each is refuse
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
 import operator
 import re
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -128,6 +129,7 @@ from portway.pipeline.context import RequestContext
 from portway.pipeline.responses import REST_RESPONSES, ResponseTable, ResponseType, gateway_response
 from portway.stages import waf_match
 from portway.stages.waf_match import TRANSFORMATIONS, IpMatcher, Transformation, canonical, ip_key
+from portway.state.memory import MemoryStore
 from portway.state.outage import StoreOutage
 from portway.state.store import Store, StoreUnavailable
 from portway.types import Response
@@ -147,10 +149,12 @@ __all__ = [
     "Method",
     "NotStatement",
     "OrStatement",
+    "PlanStep",
     "QueryString",
     "RateBased",
     "RegexMatch",
     "Rule",
+    "RuleTest",
     "SingleHeader",
     "SingleQueryArgument",
     "SizeConstraint",
@@ -165,7 +169,6 @@ __all__ = [
     "XssMatch",
     "build_stage",
     "decide",
-    "evaluate",
     "parse",
 ]
 
@@ -203,6 +206,8 @@ class WafRequest:
 
     ``path`` is the path as the client sent it (stage included, still percent-encoded); ``headers`` are
     ``(lower-case name, value)`` pairs, as ASGI gives them; ``body`` is cut to ``body_limit`` bytes.
+    ``cache`` holds what the compiled rules took from the request, by inspection slot (a transformed
+    component, shared by every rule inspecting the same component with the same transformations).
     """
 
     __slots__ = (
@@ -234,13 +239,29 @@ class WafRequest:
         self.path = path
         self.query = query
         self.headers = headers
-        self.body_oversize = len(body) > body_limit
-        self.body = body[:body_limit] if self.body_oversize else body
+        self.body = body
+        self.body_oversize = False
+        if body:
+            self.set_body(body, body_limit)
         self.client_ip = client_ip
-        self.cache: dict[int, tuple[bytes, ...]] = {}  # an inspection's slot -> its transformed values
+        # An inspection's slot -> its value (a single-valued component) or values; see _Compiler.
+        self.cache: dict[int, Any] = {}
         self._args: dict[bytes, tuple[bytes, ...]] | None = None
         self._ip: tuple[int, int] | None = None
         self._ip_parsed = False
+
+    def set_body(self, body: bytes, body_limit: int = DEFAULT_BODY_INSPECTION_LIMIT) -> None:
+        """The body, cut to ``body_limit`` bytes (``body_oversize`` says whether it was longer)."""
+        self.body_oversize = len(body) > body_limit
+        self.body = body[:body_limit] if self.body_oversize else body
+
+    def header(self, name: bytes) -> tuple[bytes, ...]:
+        """Every value of a header (``name`` lower-case), in order."""
+        found: tuple[bytes, ...] = ()
+        for key, value in self.headers:  # a loop: no generator per call
+            if key == name:
+                found = (*found, value)
+        return found
 
     def args(self) -> dict[bytes, tuple[bytes, ...]]:
         """Query arguments: decoded lower-case name -> the raw values, in order."""
@@ -268,23 +289,25 @@ _URL_DECODE = TRANSFORMATIONS["URL_DECODE"]
 
 
 # --- fields to match --------------------------------------------------------------------------------------
+# A field with one value (the path, the query string, the method, the body) is read as bytes; the others as
+# a tuple of every value, which matches when one value does.
 
 
 @dataclass(frozen=True, slots=True)
 class UriPath:
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+    def values(self, request: WafRequest) -> Sequence[bytes]:
         return (request.path,)
 
 
 @dataclass(frozen=True, slots=True)
 class QueryString:
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+    def values(self, request: WafRequest) -> Sequence[bytes]:
         return (request.query,)
 
 
 @dataclass(frozen=True, slots=True)
 class Method:
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+    def values(self, request: WafRequest) -> Sequence[bytes]:
         return (request.method.encode("latin-1"),)
 
 
@@ -292,23 +315,27 @@ class Method:
 class SingleHeader:
     name: bytes  # lower-case
 
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
-        name = self.name
-        return tuple(value for key, value in request.headers if key == name)
+    def values(self, request: WafRequest) -> Sequence[bytes]:
+        return request.header(self.name)
 
 
 @dataclass(frozen=True, slots=True)
 class SingleQueryArgument:
     name: bytes  # lower-case
 
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+    def values(self, request: WafRequest) -> Sequence[bytes]:
         return request.args().get(self.name, ())
 
 
 @dataclass(frozen=True, slots=True)
 class AllQueryArguments:
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
-        return tuple(value for values in request.args().values() for value in values)
+    def values(self, request: WafRequest) -> Sequence[bytes]:
+        """Every argument's raw value, in the query's order (a match needs one: names are not decoded)."""
+        found = []
+        for part in request.query.split(b"&"):
+            if part:
+                found.append(part.partition(b"=")[2])
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,11 +344,24 @@ class Body:
         None  # a body over the limit: None inspects what is there (CONTINUE), else decides
     )
 
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
+    def values(self, request: WafRequest) -> Sequence[bytes]:
         return (request.body,)
 
 
 FieldToMatch = UriPath | QueryString | Method | SingleHeader | SingleQueryArgument | AllQueryArguments | Body
+
+
+def _method(request: WafRequest) -> bytes:
+    return request.method.encode("latin-1")
+
+
+# The fields with one value, read straight off the request.
+_SINGLE: Final[dict[type, Callable[[WafRequest], bytes]]] = {
+    UriPath: operator.attrgetter("path"),
+    QueryString: operator.attrgetter("query"),
+    Method: _method,
+    Body: operator.attrgetter("body"),
+}
 
 
 class Inspection:
@@ -336,21 +376,9 @@ class Inspection:
         self.slot = slot
         self.oversize = field.oversize if isinstance(field, Body) else None
 
-    def values(self, request: WafRequest) -> tuple[bytes, ...]:
-        if not self.chain:
-            return self.field.values(request)
-        found = request.cache.get(self.slot)
-        if found is None:
-            out = []
-            for value in self.field.values(request):
-                for transform in self.chain:
-                    value = transform(value)
-                out.append(value)
-            found = request.cache[self.slot] = tuple(out)
-        return found
-
 
 # --- statements -------------------------------------------------------------------------------------------
+# The parsed definition: data, compiled into plain functions of a request by _Compiler (see WebAcl.plan).
 
 
 class _Inspecting:
@@ -363,21 +391,12 @@ class _Inspecting:
         self.inspection = inspection
         self.test = test
 
-    def matches(self, request: WafRequest) -> bool:
-        inspection = self.inspection
-        if inspection.oversize is not None and request.body_oversize:
-            return inspection.oversize
-        test = self.test
-        for value in inspection.values(request):  # noqa: SIM110 (a loop: no generator per call)
-            if test(value):
-                return True
-        return False
-
 
 class ByteMatch(_Inspecting):
     __slots__ = ("position", "search")
 
     def __init__(self, inspection: Inspection, search: bytes, position: str) -> None:
+        # find, not "in": on CPython 3.11 "search in value" costs about three times as much.
         test: Callable[[bytes], bool]
         if position == "EXACTLY":
             test = search.__eq__
@@ -386,10 +405,10 @@ class ByteMatch(_Inspecting):
         elif position == "ENDS_WITH":
             test = lambda value: value.endswith(search)  # noqa: E731
         elif position == "CONTAINS":
-            test = lambda value: search in value  # noqa: E731
+            test = lambda value: value.find(search) >= 0  # noqa: E731
         else:  # CONTAINS_WORD
             word = re.compile(rb"(?<![A-Za-z0-9_])" + re.escape(search) + rb"(?![A-Za-z0-9_])")
-            test = lambda value: word.search(value) is not None  # noqa: E731
+            test = lambda value: value.find(search) >= 0 and word.search(value) is not None  # noqa: E731
         super().__init__(inspection, test)
         self.search = search
         self.position = position  # AWS's name: EXACTLY, STARTS_WITH, ENDS_WITH, CONTAINS, CONTAINS_WORD
@@ -399,7 +418,7 @@ class RegexMatch(_Inspecting):
     __slots__ = ("pattern",)
 
     def __init__(self, inspection: Inspection, pattern: re.Pattern[bytes]) -> None:
-        super().__init__(inspection, lambda value: pattern.search(value) is not None)
+        super().__init__(inspection, waf_match.regex_test(pattern))
         self.pattern = pattern
 
 
@@ -417,8 +436,13 @@ class SizeConstraint(_Inspecting):
     __slots__ = ("operator", "size")
 
     def __init__(self, inspection: Inspection, comparison: str, size: int) -> None:
-        compare = _COMPARE[comparison]
-        super().__init__(inspection, lambda value: compare(len(value), size))
+        test: Callable[[bytes], bool]
+        if comparison == "GT":  # the usual one: without a second call
+            test = lambda value: len(value) > size  # noqa: E731
+        else:
+            compare = _COMPARE[comparison]
+            test = lambda value: compare(len(value), size)  # noqa: E731
+        super().__init__(inspection, test)
         self.operator = comparison  # AWS's name: EQ, NE, LE, LT, GE, GT
         self.size = size
 
@@ -427,7 +451,8 @@ class SqliMatch(_Inspecting):
     __slots__ = ("high",)
 
     def __init__(self, inspection: Inspection, high: bool) -> None:
-        super().__init__(inspection, functools.partial(waf_match.sqli, high=high))
+        test = functools.partial(waf_match.sqli, high=True) if high else waf_match.sqli
+        super().__init__(inspection, test)
         self.high = high
 
 
@@ -445,18 +470,12 @@ class IpSetMatch:
         self.addresses = addresses
         self.matcher = matcher
 
-    def matches(self, request: WafRequest) -> bool:
-        return self.matcher.contains(request.ip())
-
 
 class AndStatement:
     __slots__ = ("statements",)
 
     def __init__(self, statements: tuple[Statement, ...]) -> None:
         self.statements = statements
-
-    def matches(self, request: WafRequest) -> bool:
-        return all(statement.matches(request) for statement in self.statements)
 
 
 class OrStatement:
@@ -465,18 +484,12 @@ class OrStatement:
     def __init__(self, statements: tuple[Statement, ...]) -> None:
         self.statements = statements
 
-    def matches(self, request: WafRequest) -> bool:
-        return any(statement.matches(request) for statement in self.statements)
-
 
 class NotStatement:
     __slots__ = ("statement",)
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
-
-    def matches(self, request: WafRequest) -> bool:
-        return not self.statement.matches(request)
 
 
 Statement = (
@@ -513,6 +526,339 @@ class Rule:
     where: str = ""
 
 
+# --- compiled statements ----------------------------------------------------------------------------------
+
+RuleTest = Callable[[WafRequest], bool]
+# A rule as evaluated: the rule, its statement compiled (for a rate-based rule its scope-down statement, or
+# None), and whether it is rate-based (the caller counts the request and answers whether it is over).
+PlanStep = tuple[Rule, RuleTest | None, bool]
+_IP_CACHE_BOUND = 10_000  # client addresses whose membership one IP set remembers
+_PLAIN_FALSE_KEYS = 1 << 32  # request.cache keys above: a slot's values without the empty and alphanumeric
+
+
+class _Compiler:
+    """Turns statements into plain functions of a :class:`WafRequest`, once, when the web ACL is built.
+
+    Each inspected component is taken once per request. One that several statements inspect (equal field
+    and transformations: equal slot) is kept in ``request.cache`` under the slot, transformed, for the next
+    one; a field of several values read by several slots (different transformations) is kept too, under a
+    negative key per field, so they share the reading. What one statement alone inspects is not kept.
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        slots: dict[FieldToMatch, set[int]] = {}
+        self.slot_uses: dict[int, int] = {}
+        self.every_value_used: set[int] = set()  # slots a statement other than SQLi or XSS inspects
+        for rule in rules:
+            for leaf in _inspecting(rule.statement if rule.rate is None else rule.rate.scope_down):
+                inspection = leaf.inspection
+                slots.setdefault(inspection.field, set()).add(inspection.slot)
+                self.slot_uses[inspection.slot] = self.slot_uses.get(inspection.slot, 0) + 1
+                if not isinstance(leaf, SqliMatch | XssMatch):
+                    self.every_value_used.add(inspection.slot)
+        shared = [field for field, used in slots.items() if len(used) > 1]
+        self.field_keys = {field: -1 - i for i, field in enumerate(shared)}
+
+    def statement(self, statement: Statement) -> RuleTest:
+        if isinstance(statement, _Inspecting):
+            return self.inspecting(statement)
+        if isinstance(statement, IpSetMatch):
+            return _ip_set(statement.matcher)
+        if isinstance(statement, NotStatement):
+            inner = self.statement(statement.statement)
+            return lambda request: not inner(request)
+        parts = tuple(self.statement(part) for part in statement.statements)
+        if isinstance(statement, AndStatement):
+
+            def all_of(request: WafRequest) -> bool:
+                for part in parts:  # noqa: SIM110 (a loop: no generator per call)
+                    if not part(request):
+                        return False
+                return True
+
+            return all_of
+
+        def any_of(request: WafRequest) -> bool:
+            for part in parts:  # noqa: SIM110 (a loop: no generator per call)
+                if part(request):
+                    return True
+            return False
+
+        return any_of
+
+    def inspecting(self, statement: _Inspecting) -> RuleTest:
+        inspection = statement.inspection
+        test = statement.test
+        slot = inspection.slot
+        shared = self.slot_uses.get(slot, 0) > 1
+        chain = _chain(inspection.transformations)
+        # SQL injection and XSS are never in an empty or alphanumeric value (most values: "2", "price"):
+        # skip their call for one; before the transformations too, when those keep such a value.
+        plain_false = isinstance(statement, SqliMatch | XssMatch)
+        skip_raw = plain_false and (
+            chain is None or all(name in waf_match.PLAIN_VALUES_KEPT for name in inspection.transformations)
+        )
+        read = _SINGLE.get(type(inspection.field))
+        if read is not None:
+            test_one = self.single(read, chain, test, slot, shared=shared, skip_raw=skip_raw)
+            oversize = inspection.oversize
+            if oversize is None:
+                return test_one
+            return lambda request: oversize if request.body_oversize else test_one(request)
+        field = inspection.field
+        if isinstance(field, SingleHeader) and chain is None and not shared and field not in self.field_keys:
+            name = field.name
+
+            def header(request: WafRequest) -> bool:
+                for key, value in request.headers:
+                    if key == name and not (plain_false and (not value or value.isalnum())) and test(value):
+                        return True
+                return False
+
+            return header
+        read_all = self.values_of(field)
+        if chain is None:
+            if shared:
+                read_all = self.kept_values(read_all, slot)
+
+            def multiple(request: WafRequest) -> bool:
+                for value in read_all(request):
+                    if plain_false and (not value or value.isalnum()):
+                        continue
+                    if test(value):
+                        return True
+                return False
+
+            return multiple
+        transform = chain
+        if not shared:
+
+            def each(request: WafRequest) -> bool:
+                for value in read_all(request):
+                    if skip_raw and (not value or value.isalnum()):
+                        continue
+                    if test(transform(value)):
+                        return True
+                return False
+
+            return each
+
+        def every_value(request: WafRequest) -> list[bytes]:
+            cache = request.cache
+            values: list[bytes] | None = cache.get(slot)
+            if values is None:
+                values = cache[slot] = [transform(value) for value in read_all(request)]
+            return values
+
+        if plain_false:
+            # Kept without the empty and alphanumeric values, which the test passes over (under a key of
+            # its own), taken from every value when another statement of the slot wants those.
+            key = _PLAIN_FALSE_KEYS + slot
+            from_every_value = slot in self.every_value_used
+            query_values = (
+                skip_raw
+                and isinstance(inspection.field, AllQueryArguments)
+                and inspection.field not in self.field_keys
+            )
+
+            def kept_unplain(request: WafRequest) -> bool:
+                cache = request.cache
+                values: list[bytes] | None = cache.get(key)
+                if values is None:
+                    values = cache[key] = []
+                    if from_every_value:
+                        for value in every_value(request):
+                            if value and not value.isalnum():
+                                values.append(value)
+                    elif query_values:  # AllQueryArguments.values, read here: one loop, not two
+                        for part in request.query.split(b"&"):
+                            value = part.partition(b"=")[2]
+                            if not value or value.isalnum():
+                                continue  # an empty part too: it is no argument, and would be skipped
+                            value = transform(value)
+                            if value and not value.isalnum():
+                                values.append(value)
+                    else:
+                        for value in read_all(request):
+                            if skip_raw and (not value or value.isalnum()):
+                                continue  # the transformations keep it so
+                            value = transform(value)
+                            if value and not value.isalnum():
+                                values.append(value)
+                for value in values:  # noqa: SIM110 (a loop: no generator per call)
+                    if test(value):
+                        return True
+                return False
+
+            return kept_unplain
+
+        def kept(request: WafRequest) -> bool:
+            for value in every_value(request):  # noqa: SIM110 (a loop: no generator per call)
+                if test(value):
+                    return True
+            return False
+
+        return kept
+
+    @staticmethod
+    def single(
+        read: Callable[[WafRequest], bytes],
+        chain: Transformation | None,
+        test: Callable[[bytes], bool],
+        slot: int,
+        *,
+        shared: bool,
+        skip_raw: bool,
+    ) -> RuleTest:
+        """A statement over a field of one value (the path, the query string, the method, the body)."""
+        if chain is None:
+            if skip_raw:
+
+                def plain(request: WafRequest) -> bool:
+                    value = read(request)
+                    return bool(value) and not value.isalnum() and test(value)
+
+                return plain
+            return lambda request: test(read(request))
+        transform = chain
+        if not shared:
+            if skip_raw:
+
+                def plain_transformed(request: WafRequest) -> bool:
+                    value = read(request)
+                    return bool(value) and not value.isalnum() and test(transform(value))
+
+                return plain_transformed
+            return lambda request: test(transform(read(request)))
+
+        def kept(request: WafRequest) -> bool:
+            if skip_raw:
+                value = read(request)
+                if not value or value.isalnum():
+                    return False
+            cache = request.cache
+            found: bytes | None = cache.get(slot)
+            if found is None:
+                found = cache[slot] = transform(read(request))
+            return test(found)
+
+        return kept
+
+    def values_of(self, field: FieldToMatch) -> Callable[[WafRequest], Sequence[bytes]]:
+        """The field's raw values; kept on the request when several inspections read the field."""
+        key = self.field_keys.get(field)
+        return field.values if key is None else self.kept_values(field.values, key)
+
+    @staticmethod
+    def kept_values(
+        read: Callable[[WafRequest], Sequence[bytes]], key: int
+    ) -> Callable[[WafRequest], Sequence[bytes]]:
+        """``read``, kept on the request under ``key`` after the first call."""
+
+        def values(request: WafRequest) -> Sequence[bytes]:
+            cache = request.cache
+            found: Sequence[bytes] | None = cache.get(key)
+            if found is None:
+                found = cache[key] = read(request)
+            return found
+
+        return values
+
+
+def _inspecting(statement: Statement | None) -> list[_Inspecting]:
+    """The statements inspecting a component, in ``statement``."""
+    if statement is None or isinstance(statement, IpSetMatch):
+        return []
+    if isinstance(statement, _Inspecting):
+        return [statement]
+    if isinstance(statement, NotStatement):
+        return _inspecting(statement.statement)
+    return [found for part in statement.statements for found in _inspecting(part)]
+
+
+def _chain(names: tuple[str, ...]) -> Transformation | None:
+    """The transformations (AWS's names, in order) as one function; None for none. When each of them leaves
+    an empty or ASCII-alphanumeric value as it is (most values of most requests: ``2``, ``price``), such a
+    value skips them."""
+    if not names:
+        return None
+    chain = tuple(TRANSFORMATIONS[name] for name in names)
+    plain = all(name in waf_match.PLAIN_VALUES_KEPT for name in names)
+    if len(chain) == 1:
+        (only,) = chain
+        if plain:
+            return lambda value: value if not value or value.isalnum() else only(value)
+        return only
+    if len(chain) == 2:
+        first, second = chain
+        if plain:
+            return lambda value: value if not value or value.isalnum() else second(first(value))
+        return lambda value: second(first(value))
+
+    def transform(value: bytes) -> bytes:
+        if plain and (not value or value.isalnum()):
+            return value
+        for step in chain:
+            value = step(value)
+        return value
+
+    return transform
+
+
+def _ip_set(matcher: IpMatcher) -> RuleTest:
+    """Membership of the client address, remembered per address (a client sends many requests)."""
+    known: dict[str, bool] = {}
+
+    def ip_set(request: WafRequest) -> bool:
+        address = request.client_ip
+        found = known.get(address)
+        if found is None:
+            if len(known) >= _IP_CACHE_BOUND:
+                known.clear()
+            found = known[address] = matcher.contains(request.ip())
+        return found
+
+    return ip_set
+
+
+def _plans(rules: tuple[Rule, ...]) -> tuple[tuple[PlanStep, ...], tuple[PlanStep, ...]]:
+    """The plan, and the plan for a request without a body: there a statement that inspects nothing but
+    the body has one answer, found here (a rule it never matches is left out; one it always matches tests
+    nothing)."""
+    compiler = _Compiler(rules)
+    steps: list[PlanStep] = []
+    without_body: list[PlanStep] = []
+    for rule in rules:
+        if rule.statement is not None:
+            test = compiler.statement(rule.statement)
+            steps.append((rule, test, False))
+            if not _body_only(rule.statement):
+                without_body.append((rule, test, False))
+            elif test(WafRequest("GET", b"/")):
+                without_body.append((rule, _always, False))
+        else:
+            assert rule.rate is not None
+            scope = rule.rate.scope_down
+            step = (rule, compiler.statement(scope) if scope is not None else None, True)
+            steps.append(step)
+            without_body.append(step)
+    return tuple(steps), tuple(without_body)
+
+
+def _body_only(statement: Statement) -> bool:
+    if isinstance(statement, _Inspecting):
+        return isinstance(statement.inspection.field, Body)
+    if isinstance(statement, IpSetMatch):
+        return False
+    if isinstance(statement, NotStatement):
+        return _body_only(statement.statement)
+    return all(_body_only(part) for part in statement.statements)
+
+
+def _always(request: WafRequest) -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class WebAcl:
     default_action: Action  # ALLOW or BLOCK
@@ -520,6 +866,15 @@ class WebAcl:
     body_limit: int = DEFAULT_BODY_INSPECTION_LIMIT
     inspects_body: bool = False  # some rule reads the body: the route must read it first
     where: str = ""
+    # The rules compiled, in priority order (made from ``rules`` when the web ACL is built), and compiled
+    # for a request without a body (most: GET, HEAD, DELETE), where what inspects only the body is known.
+    plan: tuple[PlanStep, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    plan_without_body: tuple[PlanStep, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plan, without_body = _plans(self.rules)
+        object.__setattr__(self, "plan", plan)
+        object.__setattr__(self, "plan_without_body", without_body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,35 +897,13 @@ class Verdict:
 # --- evaluation (no I/O) ----------------------------------------------------------------------------------
 
 
-def evaluate(acl: WebAcl, request: WafRequest) -> Generator[Rule, bool, Verdict]:
-    """Run the rules in priority order; the generator's value is the :class:`Verdict`.
-
-    Rate-based rules need the state store: for each one the request reaches (its scope-down statement, if any,
-    matched), the rule is yielded and the caller sends back whether the client is over the limit (having
-    counted the request). Everything else is decided here, without I/O (as httpx's auth flows do).
-    """
-    counted: list[Rule] = []
-    for rule in acl.rules:
-        if rule.statement is not None:
-            matched = rule.statement.matches(request)
-        else:
-            assert rule.rate is not None
-            scope = rule.rate.scope_down
-            if scope is not None and not scope.matches(request):
-                continue
-            matched = yield rule
-        if matched:
-            if rule.action is Action.COUNT:
-                counted.append(rule)
-                continue
-            return Verdict(rule.action, rule, tuple(counted))
-    return Verdict(acl.default_action, None, tuple(counted))
-
-
 def decide(
     acl: WebAcl, request: WafRequest, over_limit: Callable[[Rule], bool] = lambda rule: False
 ) -> Verdict:
-    """:func:`evaluate` driven without a store: ``over_limit`` answers for rate-based rules.
+    """Run the rules in priority order, without a store: ``over_limit`` answers for each rate-based rule
+    the request reaches (its scope-down statement, if any, matched) whether the client is over the limit.
+
+    The stage runs the same plan (:attr:`WebAcl.plan`), counting in the store for rate-based rules.
 
     >>> acl, problems = parse({"defaultAction": "block", "rules": [{"name": "home", "priority": 0,
     ...     "action": "allow", "statement": {"ipSet": {"addresses": ["192.0.2.0/24"]}}}]}, "$.webAcl")
@@ -579,14 +912,17 @@ def decide(
     >>> decide(acl, WafRequest("GET", b"/", client_ip="198.51.100.1")).rule is None  # the default: block
     True
     """
-    flow = evaluate(acl, request)
-    try:
-        rule = next(flow)
-        while True:
-            rule = flow.send(over_limit(rule))
-    except StopIteration as done:
-        verdict: Verdict = done.value
-        return verdict
+    counted: list[Rule] = []
+    for rule, test, rated in acl.plan if request.body else acl.plan_without_body:
+        if test is not None and not test(request):
+            continue
+        if rated and not over_limit(rule):
+            continue
+        if rule.action is Action.COUNT:
+            counted.append(rule)
+            continue
+        return Verdict(rule.action, rule, tuple(counted))
+    return Verdict(acl.default_action, None, tuple(counted))
 
 
 _METRICS: Final = {
@@ -614,14 +950,19 @@ class WebAclStats:
         self.by_default = 0  # requests the default action decided
 
     def record(self, verdict: Verdict) -> None:
-        for rule in verdict.counted:
+        self.record_decision(verdict.action, verdict.rule, verdict.counted)
+
+    def record_decision(self, action: Action, rule: Rule | None, counted: Sequence[Rule] = ()) -> None:
+        """:meth:`record` from a verdict's parts (the stage decides without making a :class:`Verdict`)."""
+        if counted:
+            for matched in counted:
+                self.matched[matched.index] += 1
+            self.counted += len(counted)
+        if rule is not None:
             self.matched[rule.index] += 1
-        self.counted += len(verdict.counted)
-        if verdict.rule is not None:
-            self.matched[verdict.rule.index] += 1
         else:
             self.by_default += 1
-        if verdict.action is Action.BLOCK:
+        if action is Action.BLOCK:
             self.blocked += 1
         else:
             self.allowed += 1
@@ -648,18 +989,53 @@ class WebAclStats:
 # --- the stage --------------------------------------------------------------------------------------------
 
 
+def _may_have_body(scope: Mapping[str, Any], headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether the request may carry a body. An HTTP/1 request without Content-Length or Transfer-Encoding
+    has none (RFC 9112, 6.3), nor has one with Content-Length 0: its body is b"", known without awaiting
+    the server. HTTP/2 and later need neither header, so there the body is always read."""
+    if scope.get("http_version", "1.1") not in ("1.1", "1.0"):
+        return True
+    for name, value in headers:
+        if name == b"content-length":
+            if value.strip().lstrip(b"0"):
+                return True
+        elif name == b"transfer-encoding":
+            return True
+    return False
+
+
 class _RateCounter:
     """One rate-based rule's keys, and the previous window's counts already read (they no longer change)."""
 
-    __slots__ = ("limit", "per_ip", "prefix", "previous", "window", "window_s")
+    __slots__ = ("end", "known_keys", "limit", "per_ip", "prefix", "previous", "start", "window", "window_s")
 
     def __init__(self, rate: RateBased, prefix: str) -> None:
         self.limit = rate.limit
         self.window_s = rate.window_s
         self.per_ip = rate.per_ip
         self.prefix = prefix
-        self.window = -1
+        self.window = -1  # the window whose previous counts ``previous`` holds
+        self.start = 0  # that window's start, and when its counter expires (two windows on)
+        self.end = 0
         self.previous: dict[str, int] = {}
+        self.known_keys: dict[str, tuple[str, str]] = {}  # what keys() made, by client
+
+    def roll(self, window: int) -> None:
+        """A new window: the previous counts remembered were the last window's."""
+        self.window = window
+        self.start = window * self.window_s
+        self.end = self.start + 2 * self.window_s
+        self.previous.clear()
+
+    def keys(self, who: str) -> tuple[str, str]:
+        """The client's two counters' keys, for even and odd windows."""
+        found = self.known_keys.get(who)
+        if found is None:
+            if len(self.known_keys) >= _PREVIOUS_CACHE_BOUND:
+                self.known_keys.clear()
+            key = self.prefix + who
+            found = self.known_keys[who] = (f"{key}:0", f"{key}:1")
+        return found
 
 
 class WafStage:
@@ -687,6 +1063,8 @@ class WafStage:
         self.clock = clock
         self.needs_body = acl.inspects_body
         self.stats = WebAclStats(acl.rules, acl.default_action)
+        # The in-process store answers without awaiting: count in it directly, one coroutine less per rule.
+        self._local = store if isinstance(store, MemoryStore) else None
         self._outage = outage or StoreOutage(
             "web ACL", "rate-based rules match nothing (requests go on unlimited by them)", log
         )
@@ -695,6 +1073,31 @@ class WafStage:
             for rule in acl.rules
             if rule.rate is not None
         }
+        # The web ACL's plans with each rate-based rule's counter (None for the other rules).
+        self._steps = self._with_counters(acl.plan)
+        self._steps_without_body = self._with_counters(acl.plan_without_body)
+        # With no rate-based rule to await (none, or the in-process store), each rule is one function.
+        self._tests: tuple[tuple[RuleTest, Rule], ...] | None = None
+        self._tests_without_body: tuple[tuple[RuleTest, Rule], ...] = ()
+        if self._local is not None or not self._rates:
+            self._tests = self._one_function_each(self._steps)
+            self._tests_without_body = self._one_function_each(self._steps_without_body)
+
+    def _with_counters(
+        self, plan: tuple[PlanStep, ...]
+    ) -> tuple[tuple[Rule, RuleTest | None, _RateCounter | None], ...]:
+        return tuple((rule, test, self._rates.get(rule.index)) for rule, test, _ in plan)
+
+    def _one_function_each(
+        self, steps: tuple[tuple[Rule, RuleTest | None, _RateCounter | None], ...]
+    ) -> tuple[tuple[RuleTest, Rule], ...]:
+        tests = []
+        for rule, test, counter in steps:
+            if counter is not None:
+                test = self._rate_test(self._local, test, counter)
+            assert test is not None
+            tests.append((test, rule))
+        return tuple(tests)
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
         acl = self.acl
@@ -703,60 +1106,135 @@ class WafStage:
         request = WafRequest(
             ctx.method,
             raw_path if raw_path else str(scope["path"]).encode("utf-8"),
-            ctx.query_string,
+            scope.get("query_string", b""),
             ctx.headers,
-            await ctx.body() if acl.inspects_body else b"",
+            b"",
             ctx.client_ip,
-            body_limit=acl.body_limit,
         )
-        flow = evaluate(acl, request)
-        try:
-            rule = next(flow)
-            while True:
-                rule = flow.send(await self._over_limit(rule, request))
-        except StopIteration as done:
-            verdict: Verdict = done.value
-        self.stats.record(verdict)
-        ctx.waf_status = verdict.status
-        for counted in verdict.counted:
-            log.info(
-                "[%s] web ACL rule %s matched (count): %s %s",
-                ctx.request_id,
-                counted.name,
-                ctx.method,
-                ctx.path,
-            )
-        if verdict.action is Action.ALLOW:
+        if self.needs_body:
+            body = ctx.buffered_body
+            if body is None and _may_have_body(scope, request.headers):
+                body = await ctx.body()
+            if body:
+                request.set_body(body, acl.body_limit)
+        counted: list[Rule] | None = None
+        decided: Rule | None = None
+        tests = self._tests
+        if tests is not None:
+            if not request.body:
+                tests = self._tests_without_body
+            for test, rule in tests:
+                if test(request):
+                    if rule.action is Action.COUNT:
+                        if counted is None:
+                            counted = [rule]
+                        else:
+                            counted.append(rule)
+                        continue
+                    decided = rule
+                    break
+        else:
+            for rule, matches, counter in self._steps if request.body else self._steps_without_body:
+                if matches is not None and not matches(request):
+                    continue
+                if counter is not None and not await self._over_limit(counter, request.client_ip):
+                    continue
+                if rule.action is Action.COUNT:
+                    if counted is None:
+                        counted = [rule]
+                    else:
+                        counted.append(rule)
+                    continue
+                decided = rule
+                break
+        action = acl.default_action if decided is None else decided.action
+        if counted is None:
+            if decided is None and action is Action.ALLOW:  # most requests: WebAclStats.record_decision's
+                stats = self.stats
+                stats.by_default += 1
+                stats.allowed += 1
+            else:
+                self.stats.record_decision(action, decided)
+        else:
+            self.stats.record_decision(action, decided, counted)
+            for rule in counted:
+                log.info(
+                    "[%s] web ACL rule %s matched (count): %s %s",
+                    ctx.request_id,
+                    rule.name,
+                    ctx.method,
+                    ctx.path,
+                )
+        if action is Action.ALLOW:
+            ctx.waf_status = "ALLOW" if counted is None else "COUNT"
             return None
+        ctx.waf_status = "BLOCK"
         log.info(
             "[%s] web ACL blocked %s %s (%s)",
             ctx.request_id,
             ctx.method,
             ctx.path,
-            f"rule {verdict.rule.name}" if verdict.rule is not None else "default action",
+            f"rule {decided.name}" if decided is not None else "default action",
         )
         return gateway_response(ResponseType.WAF_FILTERED, self.table)
 
     async def on_response(self, ctx: RequestContext, response: Response) -> Response:
         return response
 
-    async def _over_limit(self, rule: Rule, request: WafRequest) -> bool:
+    def _rate_test(
+        self, store: MemoryStore | None, scope_down: RuleTest | None, counter: _RateCounter
+    ) -> RuleTest:
+        """A rate-based rule on the in-process store as one function: the scope-down statement, if any,
+        then the count (:meth:`_over_limit` without a coroutine: this store cannot fail)."""
+        assert store is not None
+        clock = self.clock
+        count_now = store.count_now
+        window_s = counter.window_s
+        per_ip = counter.per_ip
+        known_keys = counter.known_keys
+        previous_counts = counter.previous
+        limit = counter.limit
+
+        def over_limit_now(request: WafRequest) -> bool:
+            if scope_down is not None and not scope_down(request):
+                return False
+            now = clock()
+            window = math.floor(now / window_s)
+            if window != counter.window:
+                counter.roll(window)
+            who = request.client_ip if per_ip else "*"
+            keys = known_keys.get(who) or counter.keys(who)
+            current = count_now(keys[window & 1], 1, counter.end, now)
+            if current > limit:
+                return True
+            previous = previous_counts.get(who)
+            if previous is None:
+                previous = store.counter_now(keys[~window & 1], now)
+                if len(previous_counts) >= _PREVIOUS_CACHE_BOUND:
+                    previous_counts.clear()
+                previous_counts[who] = previous
+            return current + previous * (1.0 - (now - counter.start) / window_s) > limit
+
+        return over_limit_now
+
+    # Two counters per client, for alternate windows: each lives two windows, so the previous one can be read
+    # while the current one fills, and a counter's slot is reused (reset) two windows later. The rate is this
+    # window's count plus the previous window's, weighted by the part of it still inside the trailing window.
+
+    async def _over_limit(self, counter: _RateCounter, client_ip: str) -> bool:
         """Count the request for a rate-based rule; whether the client is over its limit. A store that
         fails makes the rule match nothing (fail open)."""
-        counter = self._rates[rule.index]
         now = self.clock()
         window_s = counter.window_s
         window = math.floor(now / window_s)
         start = window * window_s
-        who = request.client_ip if counter.per_ip else "*"
-        # Two counters per client, for alternate windows: each lives two windows, so the previous one can be
-        # read while the current one fills, and a counter's slot is reused (reset) two windows later.
-        key = counter.prefix + who
+        who = client_ip if counter.per_ip else "*"
+        keys = counter.keys(who)
         try:
-            current = await self.store.count(f"{key}:{window & 1}", 1, None, start + 2 * window_s, now)
+            current = await self.store.count(keys[window & 1], 1, None, start + 2 * window_s, now)
             over = current.value > counter.limit
             if not over:
-                previous = await self._previous(counter, window, who, f"{key}:{~window & 1}", now)
+                previous = await self._previous(counter, window, who, keys[~window & 1], now)
                 weight = 1.0 - (now - start) / window_s
                 over = current.value + previous * weight > counter.limit
         except StoreUnavailable as exc:
@@ -769,8 +1247,7 @@ class WafStage:
     async def _previous(self, counter: _RateCounter, window: int, who: str, key: str, now: float) -> int:
         """The previous window's count for ``who``: read from the store once per window, then remembered."""
         if counter.window != window:
-            counter.window = window
-            counter.previous.clear()
+            counter.roll(window)
         found = counter.previous.get(who)
         if found is None:
             found = await self.store.counter(key, now)

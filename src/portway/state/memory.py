@@ -80,7 +80,25 @@ class MemoryStore:
         self._counters[key] = (value, end)
         return CountResult(True, value)
 
+    def count_now(self, key: str, amount: int, window_end: float, now: float) -> int:
+        """:meth:`count` without a limit and without the coroutine: the counter's value after adding
+        ``amount`` (the web ACL's rate-based rules on a local store)."""
+        if amount < 0:
+            raise ValueError("a counter only grows")
+        counters = self._counters
+        found = counters.get(key)
+        if found is None or found[1] <= now:
+            counters[key] = (amount, window_end)
+            return amount
+        value = found[0] + amount
+        counters[key] = (value, found[1])
+        return value
+
     async def counter(self, key: str, now: float) -> int:
+        return self.counter_now(key, now)
+
+    def counter_now(self, key: str, now: float) -> int:
+        """:meth:`counter` without the coroutine."""
         value, end = self._counters.get(key, (0, math.inf))
         return value if end > now else 0
 
