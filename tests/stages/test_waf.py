@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import random
 import re
 import time
 import uuid
@@ -33,6 +34,7 @@ from portway.stages.waf import (
     WafRequest,
     WafStage,
     WebAcl,
+    WebAclStats,
     build_stage,
     decide,
     parse,
@@ -1537,3 +1539,111 @@ async def test_the_memory_store_counts_without_a_coroutine_as_it_does_with_one()
     assert (await store.count("k", 1, None, 300.0, 150.0)).value == 2
     with pytest.raises(ValueError, match="only grows"):
         store.count_now("k", -1, 300.0, 150.0)
+
+
+async def test_stats_count_what_the_default_block_decides() -> None:
+    acl = web_acl(
+        rule("office", 0, "allow", {"ipSet": {"addresses": ["10.0.0.0/8"]}}),
+        rule("watch", 1, "count", byte_match("uriPath", "/admin")),
+        default="block",
+    )
+    stage = stage_of(acl)
+    statuses = []
+    for ctx in (context(client="10.0.0.1"), context(path="/prod/admin"), context()):
+        await stage.on_request(ctx)
+        statuses.append(ctx.waf_status)
+    assert statuses == ["ALLOW", "BLOCK", "BLOCK"]
+    assert stage.stats.snapshot() == {
+        "ALL": {"AllowedRequests": 1, "BlockedRequests": 2, "CountedRequests": 1},
+        "office": {"AllowedRequests": 1},
+        "watch": {"CountedRequests": 1},
+        "Default_Action": {"BlockedRequests": 2},
+    }
+
+
+STATEMENTS = [
+    byte_match("uriPath", "/admin", "contains", "urlDecode", "lowercase"),
+    byte_match({"singleHeader": {"name": "user-agent"}}, "bot", "contains", "lowercase"),
+    byte_match("method", "POST", "exactly"),
+    {
+        "regexMatch": {
+            "fieldToMatch": "queryString",
+            "regexString": "(?i)(union|sleep)",
+            "textTransformations": [],
+        }
+    },
+    {
+        "regexMatch": {
+            "fieldToMatch": {"singleHeader": {"name": "user-agent"}},
+            "regexString": "(?i)(nikto|curl)",
+        }
+    },
+    {"sizeConstraint": {"fieldToMatch": "body", "comparisonOperator": "eq", "size": 0}},
+    {"sizeConstraint": {"fieldToMatch": "queryString", "comparisonOperator": "gt", "size": 12}},
+    {"sqliMatch": {"fieldToMatch": "allQueryArguments", "textTransformations": ["urlDecode"]}},
+    {"sqliMatch": {"fieldToMatch": "body", "textTransformations": ["urlDecode", "htmlEntityDecode"]}},
+    {"xssMatch": {"fieldToMatch": "allQueryArguments", "textTransformations": ["urlDecode"]}},
+    {"xssMatch": {"fieldToMatch": {"body": {"oversizeHandling": "match"}}}},
+    {
+        "xssMatch": {
+            "fieldToMatch": {"singleQueryArgument": {"name": "q"}},
+            "textTransformations": ["urlDecode"],
+        }
+    },
+    {"ipSet": {"addresses": ["192.0.2.0/24"]}},
+    {"not": {"ipSet": {"addresses": ["10.0.0.0/8"]}}},
+    {
+        "and": [
+            byte_match("method", "GET", "exactly"),
+            {"sizeConstraint": {"fieldToMatch": "body", "comparisonOperator": "gt", "size": 1}},
+        ]
+    },
+    {"or": [byte_match("queryString", "debug"), {"sqliMatch": {"fieldToMatch": "body"}}]},
+]
+REQUESTS: list[dict[str, Any]] = [
+    {},
+    {"path": "/prod/Admin%2Fx"},
+    {"method": "POST", "body": b"name=x%27%20or%201%3D1--"},
+    {"method": "POST", "body": b"<script>alert(1)</script>" * 800},
+    {"query": b"q=%3Cscript%3Ealert(1)%3C/script%3E&page=2"},
+    {"query": b"id=1%20union%20select%20*&debug=1"},
+    {"headers": [(b"user-agent", b"Nikto/2.5")], "client": "10.0.0.7"},
+    {"headers": [(b"user-agent", b"curl/8"), (b"user-agent", b"A Bot")], "client": "192.0.2.5"},
+    {"method": "PUT", "body": b"hello", "query": b"q=blue+shoes"},
+]
+
+
+async def test_the_stage_decides_as_decide_does() -> None:
+    """The stage runs the rules as functions paired with their places (and leaves out, for a request
+    without a body, what only a body can match); decide() runs the plan: they must agree."""
+    shuffle = random.Random(7)
+    for _ in range(120):
+        chosen = shuffle.sample(STATEMENTS, shuffle.randint(1, 6))
+        actions = [shuffle.choice(["allow", "block", "count"]) for _ in chosen]
+        acl = web_acl(
+            *(rule(f"r{i}", i, act, st) for i, (act, st) in enumerate(zip(actions, chosen, strict=True))),
+            default=shuffle.choice(["allow", "block"]),
+        )
+        stage = stage_of(acl)
+        expected = WebAclStats(acl.rules, acl.default_action)
+        for spec in REQUESTS:
+            body = spec.get("body", b"")
+            ctx = context(
+                method=str(spec.get("method", "GET")),
+                path=str(spec.get("path", "/prod/items")),
+                query=bytes(spec.get("query", b"")),
+                headers=list(spec.get("headers", [])),
+                body=bytes(body),
+                client=str(spec.get("client", "192.0.2.10")),
+            )
+            raw = WafRequest(
+                ctx.method, ctx.scope["raw_path"], ctx.query_string, ctx.headers, body, ctx.client_ip
+            )
+            verdict = decide(acl, raw)
+            blocked = await stage.on_request(ctx) is not None
+            assert (blocked, ctx.waf_status) == (verdict.action is Action.BLOCK, verdict.status), (
+                chosen,
+                spec,
+            )
+            expected.record(verdict)
+        assert stage.stats.snapshot() == expected.snapshot()

@@ -86,7 +86,9 @@ list of AWS's transformation types (at most 10), applied in the order written: `
 The body: API Gateway forwards the first 16 KB of a body to WAF by default (``bodyInspectionLimit``, up to
 64 KB in 16 KB steps); rules see only that much. ``oversizeHandling`` decides for a longer body: ``continue``
 (default) inspects what is there, ``match`` / ``noMatch`` decide without looking. Only a web ACL with a rule
-on the body makes the route read the body before the integration.
+on the body makes the route read the body before the integration, and only when there is one: an HTTP/1
+request without Content-Length (or with 0) and without Transfer-Encoding has none, so its body rules see
+b"" at once.
 
 Evaluation: rules run by priority; the first matching rule whose action is ``allow`` or ``block`` decides;
 a matching ``count`` rule is recorded (logged at INFO with the rule's name and the request id, counted in
@@ -600,7 +602,8 @@ class _Compiler:
         )
         read = _SINGLE.get(type(inspection.field))
         if read is not None:
-            test_one = self.single(read, chain, test, slot, shared=shared, skip_raw=skip_raw)
+            fused = None if shared else _fused(statement, read, chain)
+            test_one = fused or self.single(read, chain, test, slot, shared=shared, skip_raw=skip_raw)
             oversize = inspection.oversize
             if oversize is None:
                 return test_one
@@ -776,6 +779,36 @@ def _inspecting(statement: Statement | None) -> list[_Inspecting]:
     return [found for part in statement.statements for found in _inspecting(part)]
 
 
+def _fused(
+    statement: _Inspecting, read: Callable[[WafRequest], bytes], chain: Transformation | None
+) -> RuleTest | None:
+    """A byte match or size constraint on a field of one value as one function, the test written out (one
+    call less per request); None for other statements."""
+    if isinstance(statement, ByteMatch) and statement.position != "CONTAINS_WORD":
+        search = statement.search
+        position = statement.position
+        if chain is None:
+            if position == "CONTAINS":
+                return lambda request: read(request).find(search) >= 0
+            if position == "EXACTLY":
+                return lambda request: read(request) == search
+            if position == "STARTS_WITH":
+                return lambda request: read(request).startswith(search)
+            return lambda request: read(request).endswith(search)
+        transform = chain
+        if position == "CONTAINS":
+            return lambda request: transform(read(request)).find(search) >= 0
+        if position == "EXACTLY":
+            return lambda request: transform(read(request)) == search
+        if position == "STARTS_WITH":
+            return lambda request: transform(read(request)).startswith(search)
+        return lambda request: transform(read(request)).endswith(search)
+    if isinstance(statement, SizeConstraint) and statement.operator == "GT" and chain is None:
+        size = statement.size
+        return lambda request: len(read(request)) > size
+    return None
+
+
 def _chain(names: tuple[str, ...]) -> Transformation | None:
     """The transformations (AWS's names, in order) as one function; None for none. When each of them leaves
     an empty or ASCII-alphanumeric value as it is (most values of most requests: ``2``, ``price``), such a
@@ -786,11 +819,21 @@ def _chain(names: tuple[str, ...]) -> Transformation | None:
     plain = all(name in waf_match.PLAIN_VALUES_KEPT for name in names)
     if len(chain) == 1:
         (only,) = chain
+        if names[0] == "URL_DECODE":  # the usual first one: what it needs is looked for here, one call less
+            return lambda value: value if 0x25 not in value and 0x2B not in value else only(value)
         if plain:
             return lambda value: value if not value or value.isalnum() else only(value)
         return only
     if len(chain) == 2:
         first, second = chain
+        if names[0] == "URL_DECODE":
+            if plain:
+                return lambda value: (
+                    value
+                    if not value or value.isalnum()
+                    else second(value if 0x25 not in value and 0x2B not in value else first(value))
+                )
+            return lambda value: second(value if 0x25 not in value and 0x2B not in value else first(value))
         if plain:
             return lambda value: value if not value or value.isalnum() else second(first(value))
         return lambda value: second(first(value))
@@ -1076,9 +1119,13 @@ class WafStage:
         # The web ACL's plans with each rate-based rule's counter (None for the other rules).
         self._steps = self._with_counters(acl.plan)
         self._steps_without_body = self._with_counters(acl.plan_without_body)
-        # With no rate-based rule to await (none, or the in-process store), each rule is one function.
-        self._tests: tuple[tuple[RuleTest, Rule], ...] | None = None
-        self._tests_without_body: tuple[tuple[RuleTest, Rule], ...] = ()
+        # With no rate-based rule to await (none, or the in-process store), each rule is one function,
+        # paired with its place in the plan (the rules, by place: _rules and _rules_without_body).
+        self._default_allows = acl.default_action is Action.ALLOW
+        self._rules = tuple(rule for rule, _, _ in acl.plan)
+        self._rules_without_body = tuple(rule for rule, _, _ in acl.plan_without_body)
+        self._tests: tuple[tuple[RuleTest, int], ...] | None = None
+        self._tests_without_body: tuple[tuple[RuleTest, int], ...] = ()
         if self._local is not None or not self._rates:
             self._tests = self._one_function_each(self._steps)
             self._tests_without_body = self._one_function_each(self._steps_without_body)
@@ -1090,17 +1137,16 @@ class WafStage:
 
     def _one_function_each(
         self, steps: tuple[tuple[Rule, RuleTest | None, _RateCounter | None], ...]
-    ) -> tuple[tuple[RuleTest, Rule], ...]:
+    ) -> tuple[tuple[RuleTest, int], ...]:
         tests = []
-        for rule, test, counter in steps:
+        for at, (_, test, counter) in enumerate(steps):
             if counter is not None:
                 test = self._rate_test(self._local, test, counter)
             assert test is not None
-            tests.append((test, rule))
+            tests.append((test, at))
         return tuple(tests)
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
-        acl = self.acl
         scope = ctx.scope
         raw_path: bytes | None = scope.get("raw_path")
         request = WafRequest(
@@ -1116,55 +1162,88 @@ class WafStage:
             if body is None and _may_have_body(scope, request.headers):
                 body = await ctx.body()
             if body:
-                request.set_body(body, acl.body_limit)
+                request.set_body(body, self.acl.body_limit)
+        tests = self._tests
+        if tests is None:  # a rate-based rule counts in a store to await
+            return await self._evaluate_awaiting(ctx, request)
+        if not request.body:
+            tests = self._tests_without_body
+        for test, at in tests:
+            if test(request):
+                return self._matched(ctx, request, tests, at)
+        # No rule matched (most requests): the default action decides.
+        stats = self.stats
+        stats.by_default += 1
+        if self._default_allows:
+            stats.allowed += 1
+            ctx.waf_status = "ALLOW"
+            return None
+        stats.blocked += 1
+        return self._decided(ctx, Action.BLOCK, None, None)
+
+    def _matched(
+        self,
+        ctx: RequestContext,
+        request: WafRequest,
+        tests: tuple[tuple[RuleTest, int], ...],
+        at: int,
+    ) -> Response | None:
+        """The rest of :meth:`on_request` once the rule at ``at`` matched: a count rule is recorded and the
+        rules after it run; an allow or block rule decides."""
+        rules = self._rules if tests is self._tests else self._rules_without_body
+        counted: list[Rule] | None = None
+        decided: Rule | None = rules[at]
+        while decided is not None and decided.action is Action.COUNT:
+            if counted is None:
+                counted = [decided]
+            else:
+                counted.append(decided)
+            following = decided = None
+            for test, place in tests[at + 1 :]:
+                if test(request):
+                    following = place
+                    break
+            if following is not None:
+                at = following
+                decided = rules[at]
+        action = self.acl.default_action if decided is None else decided.action
+        self.stats.record_decision(action, decided, counted or ())
+        return self._decided(ctx, action, decided, counted)
+
+    async def _evaluate_awaiting(self, ctx: RequestContext, request: WafRequest) -> Response | None:
+        """:meth:`on_request`'s rules when a rate-based rule counts in a store to await (Redis)."""
         counted: list[Rule] | None = None
         decided: Rule | None = None
-        tests = self._tests
-        if tests is not None:
-            if not request.body:
-                tests = self._tests_without_body
-            for test, rule in tests:
-                if test(request):
-                    if rule.action is Action.COUNT:
-                        if counted is None:
-                            counted = [rule]
-                        else:
-                            counted.append(rule)
-                        continue
-                    decided = rule
-                    break
-        else:
-            for rule, matches, counter in self._steps if request.body else self._steps_without_body:
-                if matches is not None and not matches(request):
-                    continue
-                if counter is not None and not await self._over_limit(counter, request.client_ip):
-                    continue
-                if rule.action is Action.COUNT:
-                    if counted is None:
-                        counted = [rule]
-                    else:
-                        counted.append(rule)
-                    continue
-                decided = rule
-                break
-        action = acl.default_action if decided is None else decided.action
-        if counted is None:
-            if decided is None and action is Action.ALLOW:  # most requests: WebAclStats.record_decision's
-                stats = self.stats
-                stats.by_default += 1
-                stats.allowed += 1
-            else:
-                self.stats.record_decision(action, decided)
-        else:
-            self.stats.record_decision(action, decided, counted)
-            for rule in counted:
-                log.info(
-                    "[%s] web ACL rule %s matched (count): %s %s",
-                    ctx.request_id,
-                    rule.name,
-                    ctx.method,
-                    ctx.path,
-                )
+        for rule, matches, counter in self._steps if request.body else self._steps_without_body:
+            if matches is not None and not matches(request):
+                continue
+            if counter is not None and not await self._over_limit(counter, request.client_ip):
+                continue
+            if rule.action is Action.COUNT:
+                if counted is None:
+                    counted = [rule]
+                else:
+                    counted.append(rule)
+                continue
+            decided = rule
+            break
+        action = self.acl.default_action if decided is None else decided.action
+        self.stats.record_decision(action, decided, counted or ())
+        return self._decided(ctx, action, decided, counted)
+
+    def _decided(
+        self, ctx: RequestContext, action: Action, decided: Rule | None, counted: list[Rule] | None
+    ) -> Response | None:
+        """Log what the web ACL decided, set ``ctx.waf_status``; the response when it blocks (stats are
+        recorded by the caller)."""
+        for rule in counted or ():
+            log.info(
+                "[%s] web ACL rule %s matched (count): %s %s",
+                ctx.request_id,
+                rule.name,
+                ctx.method,
+                ctx.path,
+            )
         if action is Action.ALLOW:
             ctx.waf_status = "ALLOW" if counted is None else "COUNT"
             return None
