@@ -41,12 +41,9 @@ class Route:
     integration: Integration
     stages: tuple[Stage, ...] = ()
     where: str = ""
-    needs_body: bool = field(init=False)  # some stage, or the integration, reads the whole body first
     responders: tuple[bool, ...] = field(init=False)  # per stage: does its on_response change anything
 
     def __post_init__(self) -> None:
-        needs = self.integration.needs_body or any(stage.needs_body for stage in self.stages)
-        object.__setattr__(self, "needs_body", needs)
         object.__setattr__(self, "responders", tuple(stage.responds for stage in self.stages))
 
     async def run(self, ctx: RequestContext) -> Response:

@@ -12,8 +12,8 @@ __all__ = ["Integration"]
 
 
 class Integration(Protocol):
-    """Answers a routed request. ``needs_body`` makes the gateway buffer the body (and apply the payload
-    limit) before calling; an integration that streams leaves it False."""
+    """Answers a routed request. ``needs_body``: it reads the whole body (``ctx.body()``, which applies the
+    payload limit); an integration that streams it leaves it False. The body is read when first asked for."""
 
     needs_body: bool
 
