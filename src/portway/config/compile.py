@@ -425,15 +425,31 @@ def _http_proxy(
 
 @dataclass(frozen=True, slots=True)
 class _StageContext:
-    """What every route's stages are built from: the API, its stage's settings, the shared resources."""
+    """What every route's stages are built from: the shared resources, and what the feature modules'
+    build_stage functions are given (the API, its stage's settings, the response table)."""
 
-    api: ApiDefinition
-    api_info: ApiInfo
-    stage: str
-    settings: StageSettings
     resources: Resources
-    table: ResponseTable
-    features: StageBuild  # what the feature modules' build_stage functions are given
+    features: StageBuild
+
+    @property
+    def api(self) -> ApiDefinition:
+        return self.features.api
+
+    @property
+    def api_info(self) -> ApiInfo:
+        return self.features.api_info
+
+    @property
+    def stage(self) -> str:
+        return self.features.stage
+
+    @property
+    def settings(self) -> StageSettings:
+        return self.features.settings
+
+    @property
+    def table(self) -> ResponseTable:
+        return self.features.table
 
 
 def _route_stages(op: Operation, build: _StageContext) -> tuple[Stage, ...]:
@@ -642,7 +658,7 @@ def compile_gateway(
         function=resolve_function,
         lasting=resources.lasting,
     )
-    build = _StageContext(api, api_info, stage, settings, resources, table, features)
+    build = _StageContext(resources, features)
     routes: list[tuple[str, str, Route]] = []
     default_route: Route | None = None
     for op in api.operations:
