@@ -15,6 +15,7 @@ from portway import cli_usage
 from portway.config.compile import cache_prefix
 from portway.config.errors import DefinitionErrors, Problem
 from portway.gateway import Gateway
+from portway.observability.access_log import LogStreamHandler
 from portway.service import DEFAULT_KEYS_STATE, Service, ServiceOptions, run_event_loop
 from portway.stages.throttle import ACCOUNT_LIMIT, Limit
 from portway.state.factory import open_store
@@ -117,6 +118,48 @@ def _parser() -> argparse.ArgumentParser:
         help="account-level throttle over every route, requests/s and burst (AWS's default 10000/5000), "
         "or 'off'",
     )
+    monitoring = serve.add_argument_group("monitoring")
+    monitoring.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics (/metrics), the dashboard (/) and its JSON API (/api/…) on this port",
+    )
+    monitoring.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the admin listener's address (default 127.0.0.1; any other needs --admin-token)",
+    )
+    monitoring.add_argument(
+        "--admin-token",
+        default=os.environ.get("PORTWAY_ADMIN_TOKEN"),
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on the admin listener (default: $PORTWAY_ADMIN_TOKEN)",
+    )
+    monitoring.add_argument("--no-metrics", action="store_true", help="keep no metrics (and no dashboard)")
+    monitoring.add_argument(
+        "--access-log",
+        default="-",
+        metavar="DEST",
+        help="where access log lines go, with the Lambda handlers' output and the gateway's own log: '-' "
+        "(stdout, the default), 'stderr', a file, or 'off'",
+    )
+    monitoring.add_argument(
+        "--access-log-format",
+        default=None,
+        metavar="FORMAT",
+        help="a preset (clf, json, xml, csv) or a format with $context variables (default: the stage's "
+        "accessLogSettings.format, else json)",
+    )
+    monitoring.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        metavar="URL",
+        help="export OpenTelemetry spans over OTLP/HTTP to this collector (default: "
+        "$OTEL_EXPORTER_OTLP_ENDPOINT if set; needs `pip install 'portway[otel]'`)",
+    )
     cli_usage.register(commands)
     cache = commands.add_parser("cache", help="the stage's response cache")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
@@ -155,7 +198,18 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         state=getattr(args, "state", "memory"),
         keys_state=getattr(args, "keys_state", None),
         account_limit=getattr(args, "account_throttle", ACCOUNT_LIMIT),
+        metrics=not getattr(args, "no_metrics", False),
+        admin_host=getattr(args, "admin_host", "127.0.0.1"),
+        admin_port=getattr(args, "admin_port", None),
+        admin_token=getattr(args, "admin_token", None),
+        access_log=_access_log(getattr(args, "access_log", "off")),
+        access_log_format=getattr(args, "access_log_format", None),
+        otlp_endpoint=getattr(args, "otlp_endpoint", None),
     )
+
+
+def _access_log(destination: str) -> str | None:
+    return None if destination.lower() in ("off", "none", "") else destination
 
 
 def _print_problems(problems: Sequence[Problem]) -> int:
@@ -244,10 +298,20 @@ async def _check(options: ServiceOptions) -> int:
 
 
 async def _serve(options: ServiceOptions, log_level: str) -> int:
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)-5s %(name)s %(message)s", stream=sys.stderr
-    )
-    service = Service(options)
+    try:
+        service = Service(options)
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    log_format = "%(asctime)s %(levelname)-5s %(name)s %(message)s"
+    writer = service.resources.access_log
+    if writer is not None:
+        # The handlers' output and the gateway's own log go where the access log goes, in one stream.
+        handler: logging.Handler = LogStreamHandler(writer)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(log_format))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     problems = await service.start()
     if problems:
         await service.close()

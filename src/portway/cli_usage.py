@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from portway.observability.usage import group_usage, read_usage
 from portway.state.store import StoreError
 from portway.usage_plans import (
     ApiKey,
@@ -147,10 +148,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         sub.add_argument("key", metavar="KEY")
 
     usage = commands.add_parser(
-        "usage", help="an API key's requests per day, and its quota left", parents=[common]
+        "usage",
+        help="an API key's requests per day and its quota left; or, with --by, requests, errors and "
+        "latency per day by route or by key",
+        parents=[common],
     )
     usage.set_defaults(usage_handler=_usage)
-    usage.add_argument("key", metavar="KEY", help="the key's id")
+    usage.add_argument(
+        "key", metavar="KEY", nargs="?", default=None, help="the key's id (with --by: only its requests)"
+    )
+    usage.add_argument(
+        "--by",
+        choices=("route", "key"),
+        default=None,
+        help="traffic recorded by the gateways using this store: per day and route, or per day and key",
+    )
     usage.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD", help="first day (UTC)")
     usage.add_argument(
         "--to", dest="end", required=True, metavar="YYYY-MM-DD", help="last day (UTC), included"
@@ -501,6 +513,10 @@ async def _plans_remove_key(ops: UsagePlans, args: argparse.Namespace) -> int:
 async def _usage(ops: UsagePlans, args: argparse.Namespace) -> int:
     start = parse_day(args.start, "--from")
     end = parse_day(args.end, "--to")
+    if args.by is not None:
+        return await _traffic(ops, args, start, end)
+    if args.key is None:
+        raise CliError("give KEY (an API key's quota usage) or --by route|key (traffic)")
     report = await ops.usage(args.key, start, end, args.plan)
     if args.json:
         _print_json(report.to_get_usage())
@@ -512,6 +528,32 @@ async def _usage(ops: UsagePlans, args: argparse.Namespace) -> int:
         for d in report.days
     )
     print(_table(rows))
+    return 0
+
+
+async def _traffic(ops: UsagePlans, args: argparse.Namespace, start: date, end: date) -> int:
+    """Requests, 4xx, 5xx and mean latency per day, by route or by key, from every gateway's records."""
+    if end < start:
+        raise CliError("--to: must not be before --from")
+    rows = [row for row in await read_usage(ops.store, start, end) if args.key in (None, row.key_id)]
+    by: str = args.by
+    items = group_usage(rows, by)
+    if args.json:
+        _print_json({"from": start.isoformat(), "to": end.isoformat(), "by": by, "items": items})
+        return 0
+    table = [("DATE", by.upper(), "REQUESTS", "4XX", "5XX", "AVG MS")]
+    table.extend(
+        (
+            item["day"],
+            item[by],
+            str(item["count"]),
+            str(item["4xx"]),
+            str(item["5xx"]),
+            "-" if item["latency_avg_ms"] is None else f"{item['latency_avg_ms']:.1f}",
+        )
+        for item in items
+    )
+    print(_table(table))
     return 0
 
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from portway.config.compile import FunctionOrigin
     from portway.config.model import ApiDefinition
     from portway.lambdas.spec import FunctionSpec
+    from portway.observability.metrics import RouteStats
+    from portway.observability.observer import Observer
     from portway.stages.cors import CorsPolicy
 
 __all__ = ["DEFAULT_STAGE", "Gateway", "Route"]
@@ -29,7 +31,7 @@ __all__ = ["DEFAULT_STAGE", "Gateway", "Route"]
 DEFAULT_STAGE = "$default"  # an HTTP API's default stage: served at the root, no stage in the path
 
 log = logging.getLogger("portway.gateway")
-access_log = logging.getLogger("portway.access")
+_clock = time.perf_counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Route:
     integration: Integration
     stages: tuple[Stage, ...] = ()
     where: str = ""
+    name: str = ""  # "GET /items/{id}" (REST), the route key (HTTP APIs): how metrics and traces name it
+    stats: RouteStats | None = None  # its metrics, when the gateway is monitored
     responders: tuple[bool, ...] = field(init=False)  # per stage: does its on_response change anything
 
     def __post_init__(self) -> None:
@@ -56,7 +60,9 @@ class Route:
             if response is not None:
                 break
         if response is None:
+            started = _clock()
             response = await self.integration(ctx)
+            ctx.integration_latency_ms = (_clock() - started) * 1000
         responders = self.responders
         while ran:  # unwind the stages that ran, last first, skipping those that never change a response
             ran -= 1
@@ -86,6 +92,7 @@ class Gateway:
     default_route: Route | None = None  # an HTTP API's $default route: what no other route takes
     responses: ResponseTable = field(default_factory=lambda: REST_RESPONSES)
     cors: CorsPolicy | None = None  # an HTTP API's CORS configuration: answers preflights no route takes
+    observer: Observer | None = None  # metrics, access log and tracing; None: none of them
 
     prefix: str = field(init=False)  # "/dev": the stage's part of every path ("" for the $default stage)
     prefix_slash: str = field(init=False)
@@ -104,13 +111,15 @@ class Gateway:
         return (*routes, self.default_route) if self.default_route is not None else routes
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        logging_access = access_log.isEnabledFor(logging.INFO)
-        started = time.perf_counter() if logging_access else 0.0
+        observer = self.observer
+        started = _clock() if observer is not None else 0.0
         raw_path: bytes | None = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
         method: str = scope["method"]
         ctx: RequestContext | None = None
         early: RequestContext | None = None  # a request answered before routing, when its answer reads it
+        route: Route | None = None
+        span = None
         table = self.responses
         if path == self.prefix or path.startswith(self.prefix_slash):
             rest = path[len(self.prefix) :]
@@ -129,6 +138,10 @@ class Gateway:
                     preflight = cors.preflight(method, scope["headers"]) if cors is not None else None
                     if preflight is not None:
                         response = preflight
+                        if observer is not None and observer.wants_context:
+                            early = RequestContext(
+                                scope, receive, rest, self.stage, "", {}, self.stage_variables
+                            )
                     else:
                         response, early = self._unrouted(
                             ResponseType.MISSING_AUTHENTICATION_TOKEN, scope, receive, rest
@@ -150,7 +163,15 @@ class Gateway:
                     try:
                         # The body is read when a stage or the integration first asks (ctx.body()): a
                         # route answered early (throttled, cached) never waits for it.
-                        response = await (route.run(ctx) if route.stages else route.integration(ctx))
+                        if observer is not None and observer.tracing is not None:
+                            span = observer.tracing.start_request(ctx, observer.api, route.name)
+                            response = await observer.tracing.run_route(route, ctx, span)
+                        elif route.stages:
+                            response = await route.run(ctx)
+                        else:
+                            integration_started = _clock()
+                            response = await route.integration(ctx)
+                            ctx.integration_latency_ms = (_clock() - integration_started) * 1000
                     except BodyTooLarge:
                         response = gateway_response(ResponseType.REQUEST_TOO_LARGE, table)
                     except BadPath:
@@ -183,29 +204,23 @@ class Gateway:
             headers.append((b"apigw-requestid", request_id.encode()))
         status = response.status
         if response.stream is not None:
-            await _stream(send, response, request_id)
+            length = await _stream(send, response, request_id)
         else:
+            length = len(response.body)
             if status not in _NO_BODY_STATUS and status >= 200:
-                headers.append((b"content-length", b"%d" % len(response.body)))
+                headers.append((b"content-length", b"%d" % length))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": response.body})
-        if logging_access:
-            access_log.info(
-                '%s "%s %s" %d %.1fms %s',
-                scope.get("client", ("-",))[0],
-                method,
-                path,
-                response.status,
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
+        if observer is not None:
+            observer.finish(ctx or early, route, response, length, (_clock() - started) * 1000, span)
 
     def _unrouted(
         self, kind: ResponseType, scope: Scope, receive: Receive, path: str
     ) -> tuple[Response, RequestContext | None]:
         """The gateway's answer to a request no route takes; and the request, when that answer (customised
         by the definition) prints something of it, so the response headers carry the same request id."""
-        if not self.reads_request:
+        observer = self.observer
+        if not (self.reads_request or (observer is not None and observer.wants_context)):
             return gateway_response(kind, self.responses), None
         early = RequestContext(scope, receive, path, self.stage, "", {}, self.stage_variables)
         token = CURRENT_REQUEST.set(early)
@@ -218,15 +233,18 @@ class Gateway:
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
-async def _stream(send: Send, response: Response, request_id: str) -> None:
-    """Send a streamed response (an upstream's body) chunk by chunk."""
+async def _stream(send: Send, response: Response, request_id: str) -> int:
+    """Send a streamed response (an upstream's body) chunk by chunk; the body's length."""
     assert response.stream is not None
     await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+    length = 0
     try:
         async for chunk in response.stream:
+            length += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except Exception as exc:
         # Headers are gone already: the only honest signal left is to cut the connection.
         log.error("[%s] response stream failed: %s: %s", request_id, type(exc).__name__, exc)
         raise
     await send({"type": "http.response.body", "body": b""})
+    return length

@@ -24,12 +24,16 @@ from portway.config.model import Deployment
 from portway.gateway import Gateway
 from portway.integrations.lambda_proxy import UnavailableFunction
 from portway.lambdas.runtime import LambdaRuntime
+from portway.observability.access_log import AccessLogWriter
+from portway.observability.admin import AdminServer, admin_app, needs_token
+from portway.observability.metrics import Monitor
+from portway.observability.tracing import Tracing
 from portway.server import GatewayHttpProtocol
 from portway.stages.throttle import ACCOUNT_LIMIT, Limit
 from portway.state.factory import open_store
 from portway.state.store import Store, StoreError
 
-__all__ = ["Service", "ServiceOptions", "run_event_loop"]
+__all__ = ["AdminTokenRequired", "Service", "ServiceOptions", "run_event_loop"]
 
 log = logging.getLogger("portway")
 T = TypeVar("T")
@@ -61,9 +65,19 @@ class ServiceOptions:
     # else the SQLite file DEFAULT_KEYS_STATE (what survives a restart on one machine).
     keys_state: str | None = None
     account_limit: Limit | None = ACCOUNT_LIMIT  # None: no account-level throttle
+    # Monitoring. Metrics are kept unless switched off; the admin listener (Prometheus, dashboard, JSON API)
+    # runs when given a port (0: any free one); beyond loopback it needs a token.
+    metrics: bool = True
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
+    admin_token: str | None = None
+    access_log: str | None = None  # "-" (stdout), "stderr" or a file; None: no access log
+    access_log_format: str | None = None  # a preset (clf, json, xml, csv) or a $context format
+    otlp_endpoint: str | None = None  # OpenTelemetry traces (None: OTEL_EXPORTER_OTLP_* if set, else off)
 
 
 DEFAULT_KEYS_STATE = "sqlite:.portway/state.db"
+USAGE_PERSIST_S = 10  # how often usage counts are written to the keys store
 
 
 def _collect(load: Callable[[], T], problems: list[Problem]) -> T | None:
@@ -76,20 +90,48 @@ def _collect(load: Callable[[], T], problems: list[Problem]) -> T | None:
     return None
 
 
+class AdminTokenRequired(ValueError):
+    """The admin listener is bound beyond loopback without a token."""
+
+
 class Service:
     def __init__(self, options: ServiceOptions) -> None:
         self.options = options
         self.functions_file = find_functions_file(options.definition, options.functions)
+        if options.admin_port is not None and needs_token(options.admin_host) and not options.admin_token:
+            raise AdminTokenRequired(
+                f"the admin listener on {options.admin_host} is reachable beyond this machine: give it a "
+                "token (--admin-token or PORTWAY_ADMIN_TOKEN), or bind it to 127.0.0.1"
+            )
         self._stores: list[Store] = []
         store = open_store(options.state)
+        runtime = LambdaRuntime({}, logger=logging.getLogger("portway.lambda"))
+        access_log = AccessLogWriter.open(options.access_log) if options.access_log is not None else None
+        monitor = Monitor(runtime) if options.metrics else None
+        if monitor is not None and access_log is not None:
+            monitor.access_log_dropped = lambda: access_log.dropped
         self.resources = Resources(
-            runtime=LambdaRuntime({}, logger=logging.getLogger("portway.lambda")),
+            runtime=runtime,
             store=store,
             account_limit=options.account_limit,
             keys_store=self._keys_store(store),
+            monitor=monitor,
+            access_log=access_log,
+            access_log_format=options.access_log_format,
+            tracing=Tracing.configure(options.otlp_endpoint),
         )
         self.app: PortwayApp | None = None
         self.server: uvicorn.Server | None = None
+        self.admin: AdminServer | None = None
+        if monitor is not None:
+            monitor.gateway = lambda: self.app.gateway if self.app is not None else None
+
+    @property
+    def admin_url(self) -> str | None:
+        """The admin listener's address once it listens (``http://127.0.0.1:PORT``)."""
+        if self.admin is None:
+            return None
+        return f"http://{self.admin.host}:{self.admin.port}"
 
     def _keys_store(self, store: Store) -> Callable[[], Store]:
         """API keys' store, opened when a route first needs it (most APIs never do)."""
@@ -140,6 +182,9 @@ class Service:
             # Known keys from the start: a store outage right after a restart still lets them in.
             await self.resources.key_cache.preload()
         self.app = PortwayApp(gateway)
+        monitor = self.resources.monitor
+        if monitor is not None and self.options.admin_port is not None and self.admin is None:
+            await self._start_admin(monitor)
         for route in gateway.routes():
             if isinstance(route.integration, UnavailableFunction):
                 log.warning(
@@ -181,18 +226,74 @@ class Service:
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
-        watcher = asyncio.create_task(self._watch()) if self.options.reload else None
+        tasks = []
+        if self.options.reload:
+            tasks.append(asyncio.create_task(self._watch()))
+        monitor = self.resources.monitor
+        if monitor is not None:
+            tasks.append(asyncio.create_task(self._sample(monitor)))
+            tasks.append(asyncio.create_task(self._persist_usage(monitor)))
         flushing = self._flush_on_signal()
         try:
             await self.server.serve(sockets=[sock] if sock is not None else None)
         finally:
             if flushing:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
-            if watcher is not None:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    await task
+            if monitor is not None:
+                await self._write_usage(monitor)
             await self.close()
+
+    async def _start_admin(self, monitor: Monitor) -> None:
+        def title() -> str:
+            if self.app is None:
+                return "Portway"
+            gateway = self.app.gateway
+            return f"{gateway.api.title} · {gateway.stage}"
+
+        app = admin_app(monitor, token=self.options.admin_token, title=title)
+        self.admin = AdminServer(app, self.options.admin_host, self.options.admin_port or 0)
+        port = await self.admin.start()
+        log.info("admin listener (metrics, dashboard) on http://%s:%d", self.options.admin_host, port)
+
+    async def _sample(self, monitor: Monitor) -> None:
+        """One time-series point a second, taken on the second."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = monitor.clock()
+            await asyncio.sleep(1.0 - (now % 1.0) + 0.001)
+            started = loop.time()
+            monitor.sample()
+            if loop.time() - started > 0.05:
+                log.debug("metrics sample took %.1f ms", (loop.time() - started) * 1000)
+
+    def _usage_store(self) -> Store | None:
+        """Usage is kept where API keys are, once there is such a store: a gateway whose routes use keys,
+        or one given --keys-state or a Redis --state. Otherwise it lives in this process only."""
+        if (
+            self.resources.key_cache is None
+            and self.options.keys_state is None
+            and self.options.state == "memory"
+        ):
+            return None
+        return self.resources.keys_store()
+
+    async def _persist_usage(self, monitor: Monitor) -> None:
+        while True:
+            await asyncio.sleep(USAGE_PERSIST_S)
+            await self._write_usage(monitor)
+
+    async def _write_usage(self, monitor: Monitor) -> None:
+        store = self._usage_store()
+        if store is None:
+            return
+        try:
+            await monitor.usage.persist(store, monitor.node)
+        except StoreError as exc:
+            log.warning("usage not saved (tried again in %d s): %s", USAGE_PERSIST_S, exc)
 
     def _flush_on_signal(self) -> bool:
         """SIGUSR1 flushes the in-process response cache (``portway cache flush --pid``). Only the main
@@ -222,10 +323,17 @@ class Service:
             self.server.should_exit = True
 
     async def close(self) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None
         await self.resources.runtime.close()
         await self.resources.pools.close()
         for store in {id(s): s for s in (self.resources.store, *self._stores)}.values():
             await store.close()
+        if self.resources.tracing is not None:
+            await asyncio.to_thread(self.resources.tracing.shutdown)
+        if self.resources.access_log is not None:
+            self.resources.access_log.close()
 
     def _watched(self) -> list[Path]:
         paths = {self.options.definition.resolve()}

@@ -24,3 +24,6 @@ class Response:
     headers: Headers = field(default_factory=list)
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    # A gateway-made answer's type and message ($context.error.responseType / .message in access logs):
+    error_type: str | None = None
+    error_message: str | None = None

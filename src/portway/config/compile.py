@@ -35,6 +35,11 @@ from portway.integrations.mock import (
 )
 from portway.lambdas.runtime import LambdaRuntime
 from portway.lambdas.spec import FunctionSpec, parse_handler
+from portway.observability.access_log import AccessLogWriter, format_named, preset
+from portway.observability.exchange import ApiIdentity
+from portway.observability.metrics import Monitor
+from portway.observability.observer import Observer
+from portway.observability.tracing import Tracing
 from portway.pipeline.build import StageBuild
 from portway.pipeline.gateway_responses import parse_gateway_responses
 from portway.pipeline.responses import HTTP_RESPONSES, REST_RESPONSES, ResponseTable
@@ -90,6 +95,11 @@ class Resources:
     cache_outage: StoreOutage = field(
         default_factory=lambda: StoreOutage("response cache", "answering from the integration")
     )
+    # Monitoring (observability/): each None when off.
+    monitor: Monitor | None = None  # metrics, the dashboard's series, usage
+    access_log: AccessLogWriter | None = None  # where access log lines go
+    access_log_format: str | None = None  # a preset's name or a format: wins over the stage's own
+    tracing: Tracing | None = None  # OpenTelemetry spans, exported by OTLP
 
     def keys(self) -> KeyCache:
         if self.key_cache is None:
@@ -373,6 +383,7 @@ def _http_proxy(
     pools: UpstreamPools,
     out: _Problems,
     table: ResponseTable,
+    tracing: Tracing | None = None,
 ) -> HttpProxyIntegration | None:
     integration = op.integration
     assert integration.uri is not None
@@ -420,6 +431,7 @@ def _http_proxy(
         headers=sources["header"],
         query=sources["querystring"],
         table=table,
+        tracing=tracing,
     )
 
 
@@ -659,6 +671,17 @@ def compile_gateway(
         lasting=resources.lasting,
     )
     build = _StageContext(resources, features)
+    identity = ApiIdentity(
+        api_id=api_info.api_id,
+        api_name=api.title,
+        stage=stage,
+        kind=api.kind,
+        account_id=api_info.account_id,
+        region=api_info.region,
+        deployment_id=api_info.deployment_id,
+    )
+    monitor = resources.monitor
+    observer = _observer(identity, settings, resources, deployment.source or file, out)
     routes: list[tuple[str, str, Route]] = []
     default_route: Route | None = None
     for op in api.operations:
@@ -686,10 +709,21 @@ def compile_gateway(
         elif kind is IntegrationType.MOCK:
             integration = _mock(op, file, out, table)
         else:
-            integration = _http_proxy(op, file, stage, variables, resources.pools, out, table)
+            integration = _http_proxy(
+                op, file, stage, variables, resources.pools, out, table, resources.tracing
+            )
         if integration is None:
             continue
-        route = Route(op.method, op.resource, integration, stages=_route_stages(op, build), where=op.where)
+        name = _route_key(op) if http_api else f"{op.method} {op.resource}"
+        route = Route(
+            op.method,
+            op.resource,
+            integration,
+            stages=_route_stages(op, build),
+            where=op.where,
+            name=name,
+            stats=monitor.route(identity, op.method, op.resource, name) if monitor is not None else None,
+        )
         if op.resource == DEFAULT_ROUTE:
             default_route = route
         else:
@@ -714,6 +748,31 @@ def compile_gateway(
         default_route=default_route,
         responses=table,
         cors=cors_policy,
+        observer=observer,
+    )
+
+
+def _observer(
+    identity: ApiIdentity, settings: StageSettings, resources: Resources, file: Path, out: _Problems
+) -> Observer | None:
+    """The gateway's monitoring: metrics, access log (the CLI's format, else the stage's
+    ``accessLogSettings.format``, else the JSON preset) and tracing; None when all are off."""
+    if resources.monitor is None and resources.access_log is None and resources.tracing is None:
+        return None
+    log_format = None
+    if resources.access_log is not None:
+        text = resources.access_log_format or settings.access_log_format
+        try:
+            log_format = format_named(text, identity.kind) if text else preset("json", identity.kind)
+        except ValueError as exc:
+            where = "" if resources.access_log_format else settings.access_log_where
+            out.add(file, where, f"access log format: {exc}")
+    return Observer(
+        identity,
+        monitor=resources.monitor,
+        log_format=log_format,
+        access_log=resources.access_log,
+        tracing=resources.tracing,
     )
 
 

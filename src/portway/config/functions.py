@@ -16,6 +16,7 @@ stages:
       "/products/{id}/GET": {cachingEnabled: true, cacheTtlInSeconds: 60}
     cacheClusterEnabled: true       # the stage's response cache (cacheClusterSize: its bound, in GB)
     webAcl: {defaultAction: allow, rules: [...]}   # a web ACL (AWS WAF's rules): see portway.stages.waf
+    accessLogSettings: {format: '{"requestId":"$context.requestId"}'}   # or a preset: clf, json, xml, csv
     defaultRouteSettings: {...}     # HTTP APIs: every route's default, and
     routeSettings: {"GET /items": {...}}   # per route key
 ```
@@ -60,6 +61,7 @@ _STAGE_KEYS = {
     "cacheClusterEnabled",
     "cacheClusterSize",
     "webAcl",
+    "accessLogSettings",
 }
 CACHE_CLUSTER_SIZES = ("0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237")  # GB, as AWS offers them
 CACHE_TTL_MAX_S = 3600
@@ -190,13 +192,42 @@ def _stage_settings(spec: Mapping[str, Any], where: str, add: Add) -> StageSetti
     if web_acl is not None and not isinstance(web_acl, Mapping):
         add(f"{where}.webAcl", "must be a mapping with 'rules' (see portway.stages.waf)")
         web_acl = None
+    log_format, log_where = access_log_settings(
+        spec.get("accessLogSettings"), f"{where}.accessLogSettings", add
+    )
     return StageSettings(
         method_settings=method_settings,
         cache_cluster_enabled=enabled,
         cache_cluster_size_gb=size,
         web_acl=web_acl,
+        access_log_format=log_format,
+        access_log_where=log_where,
         where=where,
     )
+
+
+def access_log_settings(
+    raw: Any, where: str, add: Add, format_key: str = "format", known: frozenset[str] = frozenset()
+) -> tuple[str | None, str]:
+    """A stage's access log settings: its format (checked when the gateway is compiled, with the
+    variables it names) and where that was written. The destination (a log group's ARN) is not used:
+    lines go where ``portway serve --access-log`` sends them."""
+    if raw is None:
+        return None, ""
+    if not isinstance(raw, Mapping):
+        add(where, f"must be a mapping with a {format_key} (and optionally a destination ARN)")
+        return None, ""
+    allowed = {format_key, *known} | {"destinationArn", "DestinationArn"}
+    for key in raw:
+        if key not in allowed:
+            add(f"{where}.{key}", f"unknown access log setting (known: {', '.join(sorted(allowed))})")
+    text = raw.get(format_key)
+    if text is None:
+        return None, ""
+    if not isinstance(text, str) or not text.strip():
+        add(f"{where}.{format_key}", "must be a non-empty format string ($context variables) or a preset")
+        return None, ""
+    return text, f"{where}.{format_key}"
 
 
 def cache_cluster(

@@ -194,6 +194,9 @@ class StageSettings:
     cache_cluster_enabled: bool = False
     cache_cluster_size_gb: float = 0.5
     web_acl: Mapping[str, Any] | None = None  # Portway's web ACL for the stage, as written (stages/waf.py)
+    # accessLogSettings.format: the stage's access log line, with $context variables (or a preset's name)
+    access_log_format: str | None = None
+    access_log_where: str = ""
     where: str = ""
 
     def for_method(self, method: str, resource: str) -> MethodSetting:

@@ -44,6 +44,7 @@ from portway.config.functions import (
     IGNORED_METHOD_KEYS,
     IGNORED_ROUTE_KEYS,
     Add,
+    access_log_settings,
     cache_cluster,
     method_setting,
     method_settings_key,
@@ -99,8 +100,9 @@ _SETTINGS_PROPERTIES = {
         "Auth",
         "Cors",
         "GatewayResponses",
+        "AccessLogSetting",
     ),
-    "HTTP": ("DefaultRouteSettings", "RouteSettings", "Auth", "CorsConfiguration"),
+    "HTTP": ("DefaultRouteSettings", "RouteSettings", "Auth", "CorsConfiguration", "AccessLogSettings"),
 }
 _GLOBALS_SECTION = {"REST": "Api", "HTTP": "HttpApi"}
 # CloudFormation's MethodSetting (Stage.MethodSettings) and an HTTP API's RouteSettings, as the functions file
@@ -604,6 +606,14 @@ def _event_api_key(
     return required
 
 
+def _access_log(api: Any, name: str, add: Add) -> tuple[str | None, str]:
+    """``AccessLogSetting`` (REST) / ``AccessLogSettings`` (HTTP): its Format; DestinationArn is not used."""
+    found = pick(api.sources, name)
+    if found is None:
+        return None, ""
+    return access_log_settings(found[0], found[1], add, format_key="Format")
+
+
 def _typed(name: str, value: Any) -> Any:
     """A value as CloudFormation reads it: a parameter's "5" or "true" for an Integer or Boolean property."""
     if not isinstance(value, str):
@@ -670,9 +680,15 @@ def _apply_settings(
                     layer((str(route_key), "*"), _route_setting(raw, here, add))
         for route_key, raw, where, owner in api.event_route_settings:  # an event's own, over the API's
             layer((route_key, "*"), _route_setting(raw, where, reporter(owner)))
+        log_format, log_where = _access_log(api, "AccessLogSettings", add)
         return (
-            StageSettings(method_settings=method_settings, where=api.sources[-1][1])
-            if method_settings
+            StageSettings(
+                method_settings=method_settings,
+                access_log_format=log_format,
+                access_log_where=log_where,
+                where=api.sources[-1][1],
+            )
+            if method_settings or log_format
             else None
         )
 
@@ -720,12 +736,15 @@ def _apply_settings(
         else:
             api.api_key_source = source[0]
     _apply_auth(api, add, not_emulated)
-    if not method_settings and enabled is None and size is None:
+    log_format, log_where = _access_log(api, "AccessLogSetting", add)
+    if not method_settings and enabled is None and size is None and log_format is None:
         return None
     return StageSettings(
         method_settings=method_settings,
         cache_cluster_enabled=cache_on,
         cache_cluster_size_gb=size_gb,
+        access_log_format=log_format,
+        access_log_where=log_where,
         where=home,
     )
 

@@ -168,7 +168,7 @@ def _gateway_headers(request: ProxyRequest) -> tuple[dict[str, str], dict[str, l
         ("X-Forwarded-Proto", request["scheme"]),
     ]
     if not has_trace:
-        added.insert(0, ("X-Amzn-Trace-Id", trace_id(request["requestTimeNs"])))
+        added.insert(0, ("X-Amzn-Trace-Id", request.get("traceId") or trace_id(request["requestTimeNs"])))
     for name, value in added:
         single[name] = value
         multi[name] = [value]

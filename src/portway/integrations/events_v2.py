@@ -79,7 +79,7 @@ def _headers_and_cookies(request: ProxyRequest) -> tuple[dict[str, str], list[st
     headers["x-forwarded-port"] = str(request["serverPort"])
     headers["x-forwarded-proto"] = request["scheme"]
     if "x-amzn-trace-id" not in headers:
-        headers["x-amzn-trace-id"] = trace_id(request["requestTimeNs"])
+        headers["x-amzn-trace-id"] = request.get("traceId") or trace_id(request["requestTimeNs"])
     return headers, cookies
 
 

@@ -21,6 +21,8 @@ from portway.types import Headers, Response
 if TYPE_CHECKING:
     import aiohttp
 
+    from portway.observability.tracing import Tracing
+
 __all__ = ["HttpProxyIntegration", "ParameterSource", "UpstreamPools"]
 
 log = logging.getLogger("portway.integration")
@@ -114,8 +116,10 @@ class HttpProxyIntegration:
         headers: Mapping[str, ParameterSource],
         query: Mapping[str, ParameterSource],
         table: ResponseTable = REST_RESPONSES,
+        tracing: Tracing | None = None,
     ) -> None:
         self.table = table
+        self.tracing = tracing  # when spans are exported: the upstream gets the W3C traceparent too
         self.uri = uri
         self.method = None if method in (None, "ANY") else method
         self.timeout_s = timeout_s
@@ -163,8 +167,13 @@ class HttpProxyIntegration:
             if name == b"x-forwarded-for":
                 forwarded_for = value.decode("latin-1")
                 continue
+            if name == b"x-amzn-trace-id":
+                continue  # the request's trace header, the client's own if it sent one, follows
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         headers.append(("Host", self.host.decode("latin-1")))
+        headers.append(("X-Amzn-Trace-Id", ctx.trace_id))
+        if self.tracing is not None:
+            headers.extend(self.tracing.upstream_headers())
         client = ctx.client_ip
         headers.append(("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client))
         headers.append(("X-Forwarded-Proto", ctx.scheme))
@@ -224,10 +233,13 @@ class HttpProxyIntegration:
             return gateway_response(ResponseType.REQUEST_TOO_LARGE, self.table)
         except TimeoutError:
             log.error("[%s] upstream %s timed out after %.0f ms", ctx.request_id, url, self.timeout_s * 1000)
+            ctx.integration_error = f"upstream timed out after {self.timeout_s * 1000:.0f} ms"
             return gateway_response(ResponseType.INTEGRATION_TIMEOUT, self.table)
         except (_client_error(), OSError) as exc:
             log.error("[%s] upstream %s failed: %s: %s", ctx.request_id, url, type(exc).__name__, exc)
+            ctx.integration_error = f"{type(exc).__name__}: {exc}"
             return gateway_response(ResponseType.INTEGRATION_FAILURE, self.table)
+        ctx.integration_status = upstream.status
         headers: Headers = [
             (name, value) for name, value in upstream.raw_headers if name.lower() not in _HOP_BY_HOP
         ]

@@ -77,6 +77,7 @@ class LambdaProxyIntegration:
             "scheme": ctx.scheme,
             "httpVersion": ctx.http_version,
             "requestTimeNs": ctx.request_time_ns,
+            "traceId": ctx.trace_id,
             "api": self.api,
         }
         if ctx.authorizer is not None:
@@ -106,12 +107,15 @@ class LambdaProxyIntegration:
             self._request(ctx, body),
             request_id=ctx.request_id,
             integration_timeout_s=self.timeout_s,
+            trace_id=ctx.trace_id,
             adapter=self.adapter,
         )
         outcome = invocation.outcome
         if outcome is Outcome.OK:
+            ctx.integration_status = 200  # Lambda's own Invoke status, as $context.integrationStatus has it
             return self._response(invocation.payload, ctx)
         if outcome is Outcome.INTEGRATION_TIMEOUT:
+            ctx.integration_error = "Execution failed due to a timeout error"
             log.error(
                 "[%s] [%s] Execution failed due to a timeout error (integration timeout %.0f ms)",
                 self.function,
@@ -120,6 +124,9 @@ class LambdaProxyIntegration:
             )
             return gateway_response(ResponseType.INTEGRATION_TIMEOUT, self.table)
         error = invocation.error or {}
+        # Lambda answers a failed function 200 (with X-Amz-Function-Error); one it could not run, 5xx.
+        ctx.integration_status = 200 if outcome is Outcome.HANDLER_ERROR else 502
+        ctx.integration_error = f"{error.get('errorType', 'Unknown')}: {error.get('errorMessage', '')}"
         log.error(
             "[%s] [%s] Lambda execution failed (%s): %s: %s%s",
             self.function,

@@ -32,6 +32,7 @@ import portway
 from portway.lambdas import errors, protocol
 from portway.lambdas.spec import FunctionSpec
 from portway.lambdas.worker import LINE_ID_END, LINE_START
+from portway.observability.histogram import Histogram
 
 __all__ = ["INIT_TIMEOUT_S", "Invocation", "LambdaRuntime", "Outcome", "lambda_environment"]
 
@@ -57,6 +58,34 @@ class Invocation:
     error: Mapping[str, Any] | None = None
     duration_ms: float = 0.0
     init_ms: float | None = None  # set when this invocation started a new worker (a cold start)
+
+
+class FunctionStats:
+    """One function's invocations, as Lambda's CloudWatch metrics count them (Invocations, Errors,
+    Duration, ConcurrentExecutions), plus timeouts and cold starts. Kept across code reloads."""
+
+    __slots__ = ("cold_starts", "duration", "errors", "invocations", "running", "timeouts")
+
+    def __init__(self) -> None:
+        self.invocations = 0  # finished invocations, failed ones included (as Lambda counts them)
+        self.errors = 0  # invocations that failed: handler errors, timeouts, crashes, init errors
+        self.timeouts = 0  # killed at the function's own timeout
+        self.cold_starts = 0  # invocations that waited for a new worker to start
+        self.running = 0  # invocations running now (ConcurrentExecutions), cold starts included
+        self.duration = Histogram()
+
+    def finished(self, result: Invocation) -> None:
+        self.running -= 1
+        self.invocations += 1
+        outcome = result.outcome
+        if outcome is not Outcome.OK:
+            self.errors += 1
+            if outcome is Outcome.FUNCTION_TIMEOUT:
+                self.timeouts += 1
+        if result.init_ms is not None:
+            self.cold_starts += 1
+        if outcome is not Outcome.INIT_ERROR:
+            self.duration.observe(result.duration_ms)
 
 
 class _WorkerGone(Exception):
@@ -265,8 +294,11 @@ class _FunctionPool:
     """The warm workers of one function, and at most ``spec.concurrency`` invocations running at once;
     further ones queue in order."""
 
-    def __init__(self, spec: FunctionSpec, log: logging.Logger, background: _Spawner) -> None:
+    def __init__(
+        self, spec: FunctionSpec, log: logging.Logger, background: _Spawner, stats: FunctionStats
+    ) -> None:
         self.spec = spec
+        self.stats = stats
         self.log = log
         self.generation = 0
         self.retired = False
@@ -361,6 +393,7 @@ class _FunctionPool:
         self._free += 1
 
     def _start(self, call: _Call) -> None:
+        self.stats.running += 1
         if self._idle:
             self._dispatch(call, self._idle.pop())
         else:
@@ -387,6 +420,7 @@ class _FunctionPool:
             # It died while idle (nothing was sent to it): this call goes to another worker, as Lambda
             # sends an invocation to a new execution environment.
             self._discard(worker)
+            self.stats.running -= 1  # counted again as it starts over
             self._start(call)
             return
         self._running[worker] = call
@@ -429,6 +463,7 @@ class _FunctionPool:
         self._finish(call, None, Invocation(Outcome.RUNTIME_EXIT, None, error, duration_ms, call.init_ms))
 
     def _finish(self, call: _Call, worker: _Worker | None, result: Invocation) -> None:
+        self.stats.finished(result)
         if worker is not None:
             self._running.pop(worker, None)
             self.add_idle(worker)
@@ -498,6 +533,7 @@ class LambdaRuntime:
         self._pools: dict[str, _FunctionPool] = {}
         self._retired: list[_FunctionPool] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[str, FunctionStats] = {}  # per function name, kept across reloads
         self.update_functions(functions)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -515,10 +551,15 @@ class LambdaRuntime:
                 self._retired.append(pool)
         for name, spec in functions.items():
             if name not in self._pools:
-                self._pools[name] = _FunctionPool(spec, self.log, self._background)
+                stats = self.stats.setdefault(name, FunctionStats())
+                self._pools[name] = _FunctionPool(spec, self.log, self._background, stats)
 
     def functions(self) -> Mapping[str, FunctionSpec]:
         return {name: pool.spec for name, pool in self._pools.items()}
+
+    def busy_counts(self) -> dict[str, int]:
+        """Workers running an invocation now, per function."""
+        return {name: pool.worker_count() - pool.idle_count() for name, pool in self._pools.items()}
 
     def worker_counts(self) -> dict[str, tuple[int, int]]:
         """(workers, idle workers) per function."""

@@ -44,13 +44,20 @@ class RequestContext:
     __slots__ = (
         "_body",
         "_receive",
+        "_trace_id",
         "api_key",
         "api_key_id",
         "authorizer",
+        "authorizer_error",
+        "authorizer_latency_ms",
+        "authorizer_status",
         "cache_status",
         "can_invalidate_cache",
         "extended_request_id",
         "headers",
+        "integration_error",
+        "integration_latency_ms",
+        "integration_status",
         "method",
         "path",
         "path_parameters",
@@ -101,8 +108,34 @@ class RequestContext:
         self.authorizer: dict[str, Any] | None = None
         self.validation_error: str | None = None  # why a request validator refused it ($context.error…)
         self.waf_status: str | None = None  # the web ACL's decision: "ALLOW", "BLOCK" or "COUNT"
+        # The authorizer step, once it ran ($context.authorizer.error, .status, .latency): why it refused or
+        # failed, the status it ended with, the time it took (an invocation or a JWT check).
+        self.authorizer_error: str | None = None
+        self.authorizer_status: int | None = None
+        self.authorizer_latency_ms: float | None = None
+        # Set by the integration when it ran (the access log's $context.integration* variables, the
+        # IntegrationLatency metric): its latency, its status (Lambda's invoke status, the upstream's), and
+        # its error.
+        self.integration_latency_ms: float | None = None
+        self.integration_status: int | None = None
+        self.integration_error: str | None = None
+        self._trace_id: str | None = None
 
     # Read from the scope when asked: most routes never need them.
+
+    @property
+    def trace_id(self) -> str:
+        """The request's X-Ray trace header (``Root=1-…``): the client's own when it sent one with a Root,
+        else a new one, made once. It reaches HTTP upstreams, the Lambda event and ``_X_AMZN_TRACE_ID``."""
+        trace = self._trace_id
+        if trace is None:
+            sent = self.header(b"x-amzn-trace-id")
+            if sent is not None and b"Root=" in sent:
+                trace = sent.decode("latin-1")
+            else:
+                trace = f"Root=1-{self.request_time_ns // 1_000_000_000:08x}-{random.getrandbits(96):024x}"
+            self._trace_id = trace
+        return trace
 
     def scope_path(self) -> str:
         """The whole request path, stage included, still percent-encoded."""

@@ -162,10 +162,13 @@ def gateway_response(
     (``Missing required request parameters: [id]``). A type the definition customised renders its own
     status, headers and body template."""
     spec = table[kind]
+    text = spec.message if message is None else message
     if spec.custom is not None:
-        return spec.custom.render(spec, spec.message if message is None else message)
+        response = spec.custom.render(spec, text)
+        response.error_type, response.error_message = kind.value, text
+        return response
     headers: Headers = [_JSON]
     if spec.error_type is not None:
         headers.append((b"x-amzn-errortype", spec.error_type.encode()))
     body = spec.encoded if message is None else orjson.dumps({spec.message_key: message})
-    return Response(spec.status, headers, body)
+    return Response(spec.status, headers, body, None, kind.value, text)
