@@ -164,7 +164,7 @@ class Gateway:
                         # The body is read when a stage or the integration first asks (ctx.body()): a
                         # route answered early (throttled, cached) never waits for it.
                         if observer is not None and observer.tracing is not None:
-                            span = observer.tracing.start_request(ctx, observer.api, route.name)
+                            span = observer.tracing.start_request(ctx, observer.api, route.resource)
                             response = await observer.tracing.run_route(route, ctx, span)
                         elif route.stages:
                             response = await route.run(ctx)
@@ -203,16 +203,19 @@ class Gateway:
             request_id = known.extended_request_id if known is not None else RequestContext.new_short_id()
             headers.append((b"apigw-requestid", request_id.encode()))
         status = response.status
-        if response.stream is not None:
-            length = await _stream(send, response, request_id)
-        else:
-            length = len(response.body)
-            if status not in _NO_BODY_STATUS and status >= 200:
-                headers.append((b"content-length", b"%d" % length))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": response.body})
-        if observer is not None:
-            observer.finish(ctx or early, route, response, length, (_clock() - started) * 1000, span)
+        length = 0
+        try:
+            if response.stream is not None:
+                length = await _stream(send, response, request_id)
+            else:
+                length = len(response.body)
+                if status not in _NO_BODY_STATUS and status >= 200:
+                    headers.append((b"content-length", b"%d" % length))
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": response.body})
+        finally:  # a cut stream is still a request: counted, logged, its span ended
+            if observer is not None:
+                observer.finish(ctx or early, route, response, length, (_clock() - started) * 1000, span)
 
     def _unrouted(
         self, kind: ResponseType, scope: Scope, receive: Receive, path: str

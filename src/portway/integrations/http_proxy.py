@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["HttpProxyIntegration", "ParameterSource", "UpstreamPools"]
 
 log = logging.getLogger("portway.integration")
+_W3C_TRACE = frozenset({b"traceparent", b"tracestate"})  # replaced by our span's when spans are exported
 
 # RFC 9110 §7.6.1 connection-specific headers, never forwarded by a proxy; Host is the upstream's.
 _HOP_BY_HOP = frozenset(
@@ -167,8 +168,8 @@ class HttpProxyIntegration:
             if name == b"x-forwarded-for":
                 forwarded_for = value.decode("latin-1")
                 continue
-            if name == b"x-amzn-trace-id":
-                continue  # the request's trace header, the client's own if it sent one, follows
+            if name == b"x-amzn-trace-id" or (self.tracing is not None and name in _W3C_TRACE):
+                continue  # the request's trace headers follow (the client's own X-Ray one if it sent one)
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         headers.append(("Host", self.host.decode("latin-1")))
         headers.append(("X-Amzn-Trace-Id", ctx.trace_id))

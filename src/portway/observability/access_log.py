@@ -51,7 +51,12 @@ __all__ = [
     "DEFAULT",
     "DEFAULT_LOG_FORMAT",
     "MAX_BACKLOG",
+    "MISSING",
+    "NOT_ONE_LINE",
+    "NO_REQUEST_ID",
     "PRESETS",
+    "REFUSED_SYNTAX",
+    "UNKNOWN_VARIABLE",
     "AccessLogFormat",
     "AccessLogOpenError",
     "AccessLogWriter",
@@ -135,6 +140,10 @@ _ID_VARIABLES = ("requestId", "extendedRequestId")
 UNKNOWN_VARIABLE = "$context.{name} is not an API Gateway access log variable"
 NO_REQUEST_ID = "an access log format must include $context.requestId or $context.extendedRequestId"
 NOT_ONE_LINE = "an access log format must be a single line"
+REFUSED_SYNTAX = (
+    "{found!r}: access logs substitute $context.NAME variables only "
+    "(no ${{...}} form, no $input, $stageVariables or $util)"
+)
 
 # A slot renders one variable's value for one exchange.
 _Slot = Callable[[Exchange], str]
@@ -204,7 +213,7 @@ class AccessLogFormat:
 
     def __init__(
         self, text: str, literals: tuple[str, ...], slots: tuple[_Slot, ...], variables: tuple[str, ...]
-    ):
+    ) -> None:
         self.text = text
         self.json = text.lstrip().startswith("{")
         self.variables = variables  # the names used, without "context.", in order
@@ -219,10 +228,7 @@ class AccessLogFormat:
             raise ValueError(NOT_ONE_LINE)
         refused = _REFUSED.search(text)
         if refused is not None:
-            raise ValueError(
-                f"{refused.group(0)!r}: access logs substitute $context.NAME variables only "
-                "(no ${...} form, no $input, $stageVariables or $util)"
-            )
+            raise ValueError(REFUSED_SYNTAX.format(found=refused.group(0)))
         pieces: list[str] = []
         names: list[str] = []
         position = 0
@@ -413,7 +419,9 @@ class LogStreamHandler(logging.Handler):
     """Log records, formatted, through an :class:`AccessLogWriter`: so Lambda handler output and the gateway's
     execution logs share the access log's stream (and its writer thread)."""
 
-    def __init__(self, writer: AccessLogWriter, fmt: str = DEFAULT_LOG_FORMAT, level: int = logging.NOTSET):
+    def __init__(
+        self, writer: AccessLogWriter, fmt: str = DEFAULT_LOG_FORMAT, level: int = logging.NOTSET
+    ) -> None:
         super().__init__(level)
         self.writer = writer
         self.setFormatter(logging.Formatter(fmt))

@@ -46,7 +46,7 @@ Reader = Callable[[Exchange], "str | None"]
 class Kind(enum.Enum):
     """What a value can look like, which decides how a JSON format embeds it."""
 
-    SAFE = "safe"  # generated text (ids, times, methods, addresses): never a quote, backslash or control char
+    SAFE = "safe"  # text Portway makes (ids, times, methods): never a quote, backslash or control character
     TEXT = "text"  # anything: header values, messages, paths, authorizer values
     NUMBER = "number"  # an integer
     JSON = "json"  # already a JSON string literal ($context.error.messageString)
@@ -258,7 +258,8 @@ _TABLE: dict[str, tuple[Reader | None, Kind]] = {
     "identity.cognitoIdentityId": (None, _T),
     "identity.cognitoIdentityPoolId": (None, _T),
     "identity.principalOrgId": (None, _T),
-    "identity.sourceIp": (lambda ex: ex.ctx.client_ip, _S),
+    # Text, not SAFE: behind a proxy the server may take the client's address from X-Forwarded-For.
+    "identity.sourceIp": (lambda ex: ex.ctx.client_ip, _T),
     "identity.user": (None, _T),
     "identity.userAgent": (_user_agent, _T),
     "identity.userArn": (None, _T),

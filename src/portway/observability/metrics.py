@@ -200,7 +200,11 @@ class Monitor:
             if stats.count:
                 routes.append(row)
         routes.sort(key=lambda row: (-row["count"], row["route"]))
-        api = next(iter(self._routes.values())).api if self._routes else None
+        gateway = self.gateway()
+        if gateway is not None and gateway.observer is not None:
+            api: ApiIdentity | None = gateway.observer.api
+        else:
+            api = next(iter(self._routes.values())).api if self._routes else None
         return {
             "api": None
             if api is None

@@ -31,14 +31,12 @@ environment; the endpoint may also come from the ``environ`` mapping given to :m
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from portway.pipeline.context import RequestContext
-from portway.types import Response
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -47,6 +45,8 @@ if TYPE_CHECKING:
 
     from portway.gateway import Route
     from portway.observability.exchange import ApiIdentity, Exchange
+    from portway.pipeline.context import RequestContext
+    from portway.types import Response
 
 __all__ = ["RequestSpan", "Tracing", "TracingUnavailable"]
 
@@ -105,6 +105,9 @@ class Tracing:
         self._status = Status
         self._shutdown_lock = threading.Lock()
         self._shut = False
+        # Queued spans still go out when the process ends without shutdown(), in bounded time (the SDK's
+        # own exit hook, turned off in configure, may wait 30 s on an unreachable collector).
+        atexit.register(self.shutdown)
 
     @classmethod
     def configure(
@@ -146,7 +149,7 @@ class Tracing:
         except ImportError as exc:
             raise TracingUnavailable(ERR_NOT_INSTALLED.format(missing=exc.name or exc)) from exc
         name = service_name or environ.get(SERVICE_NAME_ENV) or "portway"
-        provider = TracerProvider(resource=Resource.create({"service.name": name}))
+        provider = TracerProvider(resource=Resource.create({"service.name": name}), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
         return cls(provider, url)
 
@@ -291,6 +294,7 @@ class Tracing:
             if self._shut:
                 return
             self._shut = True
+        atexit.unregister(self.shutdown)
         # The SDK's own shutdown may wait up to 30 s on a slow collector: bound it from outside.
         stopper = threading.Thread(target=self._provider.shutdown, name="portway-otel-shutdown", daemon=True)
         stopper.start()

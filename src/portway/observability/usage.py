@@ -22,7 +22,7 @@ from typing import Any
 
 from portway.state.store import Store
 
-__all__ = ["USAGE_RECORD", "DailyUsage", "UsageRow", "day_number", "group_usage", "read_usage"]
+__all__ = ["USAGE_RECORD", "DailyUsage", "UsageRow", "day_date", "day_number", "group_usage", "read_usage"]
 
 USAGE_RECORD = "traffic-usage"  # the store's record kind: one record per day and node
 KEPT_DAYS = 3  # days a node keeps in memory (older ones are in the store)

@@ -3,7 +3,8 @@
  * Reads the admin listener's JSON API every 2 s (paused while the tab is hidden) and draws it:
  *   GET api/summary                         totals, routes, top API keys, Lambda worker pools
  *   GET api/series?window=<s>[&route=<r>]   per-step counts and latency percentiles over the window
- * With ?token=T in the page's URL, every API call sends "Authorization: Bearer T".
+ * With ?token=T in the page's URL, every API call sends "Authorization: Bearer T" (index.html passes the
+ * same token on, as ?token=T, to the page's own scripts and styles).
  *
  * For tests and tooling: each chart's container (.chart[data-chart]) gets data-points (non-null points
  * drawn) and data-max (highest value drawn); <body> gets data-updated (epoch ms of the last good refresh);
@@ -150,13 +151,13 @@
     ]);
   }
 
+  /** "p50 / p99"-style text of a {p50, p90, p99} object (null when there were no requests). */
   function percentiles(p, cols) {
-    var text = cols
+    return cols
       .map(function (k) {
         return fmtNum(p ? p[k] : null);
       })
       .join(" / ");
-    return text;
   }
 
   // ---------------------------------------------------------------- the API
