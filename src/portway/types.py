@@ -25,5 +25,5 @@ class Response:
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
     # A gateway-made answer's type and message ($context.error.responseType / .message in access logs):
-    error_type: str | None = None
-    error_message: str | None = None
+    error_type: str | None = field(default=None, compare=False)
+    error_message: str | None = field(default=None, compare=False)

@@ -1,4 +1,5 @@
-"""Monitoring end to end: known traffic in, then the admin listener's metrics, summary, series and usage read back."""
+"""Monitoring end to end: known traffic in, then the admin listener's metrics, summary, series and usage
+read back."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from portway.service import AdminTokenRequired, Service, ServiceOptions
 from tests.cli_runner import portway_json
-from tests.conftest import GatewayFactory, GatewayStartError, RunningApp, RunningGateway, run_asgi, start_gateway
+from tests.conftest import (
+    GatewayFactory,
+    GatewayStartError,
+    RunningApp,
+    RunningGateway,
+    run_asgi,
+    start_gateway,
+)
 from tests.e2e.upstream import upstream_app
 
 HERE = Path(__file__).parent / "monitoring"
@@ -83,7 +91,9 @@ def traffic(monitored: RunningGateway) -> dict[str, list[int]]:
     # Three at once on a function with one warm worker: two of them start a new worker (cold starts).
     statuses: list[int] = []
     threads = [
-        threading.Thread(target=lambda: statuses.append(httpx.get(f"{monitored.base}/slow", timeout=15).status_code))
+        threading.Thread(
+            target=lambda: statuses.append(httpx.get(f"{monitored.base}/slow", timeout=15).status_code)
+        )
         for _ in range(3)
     ]
     for thread in threads:
@@ -105,7 +115,9 @@ def test_the_traffic_got_the_answers_it_should(traffic: dict[str, list[int]]) ->
     assert traffic["/slow"] == [200] * 3
 
 
-def test_counts_and_errors_per_route_template(monitored: RunningGateway, traffic: dict[str, list[int]]) -> None:
+def test_counts_and_errors_per_route_template(
+    monitored: RunningGateway, traffic: dict[str, list[int]]
+) -> None:
     assert monitored.service.admin_url is not None
     samples = metric_samples(monitored.service.admin_url)
     count = "apigateway_count_total"
@@ -119,12 +131,23 @@ def test_counts_and_errors_per_route_template(monitored: RunningGateway, traffic
     # A request no route took: counted, under "-".
     assert value(samples, count, route="-", method="-", resource="-") == 1
     assert value(samples, "apigateway_4xxerror_total", route="-") == 1
-    assert value(samples, "portway_gateway_responses_total", route="-", response_type="MISSING_AUTHENTICATION_TOKEN") == 1
+    assert (
+        value(
+            samples,
+            "portway_gateway_responses_total",
+            route="-",
+            response_type="MISSING_AUTHENTICATION_TOKEN",
+        )
+        == 1
+    )
     # Throttling: two admitted, two refused.
     assert value(samples, count, route="GET /limited") == 4
     assert value(samples, "apigateway_4xxerror_total", route="GET /limited") == 2
     assert value(samples, "portway_throttled_requests_total", route="GET /limited") == 2
-    assert value(samples, "portway_gateway_responses_total", route="GET /limited", response_type="THROTTLED") == 2
+    assert (
+        value(samples, "portway_gateway_responses_total", route="GET /limited", response_type="THROTTLED")
+        == 2
+    )
     # A failing Lambda function: a 5XX for the route, an error for the function.
     assert value(samples, "apigateway_5xxerror_total", route="GET /fail") == 1
     assert value(samples, "lambda_invocations_total", function_name="fail") == 1
@@ -133,7 +156,10 @@ def test_counts_and_errors_per_route_template(monitored: RunningGateway, traffic
     assert value(samples, "apigateway_cache_miss_count_total", route="GET /cached") == 1
     assert value(samples, "apigateway_cache_hit_count_total", route="GET /cached") == 2
     assert value(samples, "apigateway_4xxerror_total", route="GET /keyed") == 1
-    assert value(samples, "portway_gateway_responses_total", route="GET /keyed", response_type="INVALID_API_KEY") == 1
+    assert (
+        value(samples, "portway_gateway_responses_total", route="GET /keyed", response_type="INVALID_API_KEY")
+        == 1
+    )
 
 
 def test_latency_histograms_hold_the_observed_latencies(
@@ -142,11 +168,11 @@ def test_latency_histograms_hold_the_observed_latencies(
     assert monitored.service.admin_url is not None
     samples = metric_samples(monitored.service.admin_url)
     for name in ("apigateway_latency_milliseconds", "apigateway_integration_latency_milliseconds"):
-        # The slow handler sleeps 60 ms: nothing of it is at or under 50 ms, all of it is by 30 s.
+        # The slow handler sleeps 400 ms: nothing of it is at or under 300 ms, all of it is by 30 s.
         assert value(samples, f"{name}_count", route="GET /slow") == 3
-        assert value(samples, f"{name}_bucket", route="GET /slow", le="50.0") == 0
+        assert value(samples, f"{name}_bucket", route="GET /slow", le="300.0") == 0
         assert value(samples, f"{name}_bucket", route="GET /slow", le="+Inf") == 3
-        assert value(samples, f"{name}_sum", route="GET /slow") >= 3 * 60
+        assert value(samples, f"{name}_sum", route="GET /slow") >= 3 * 400
     # Every request of a route is in its latency histogram; buckets are cumulative.
     assert value(samples, "apigateway_latency_milliseconds_count", route="GET /ok") == 5
     buckets = sorted(
@@ -157,12 +183,14 @@ def test_latency_histograms_hold_the_observed_latencies(
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)
     assert buckets[-1][1] == 5
     # The Mock route answers without an integration call elsewhere: its integration latency is tiny.
-    assert value(samples, "apigateway_integration_latency_milliseconds_bucket", route="GET /ok", le="5.0") == 5
+    assert (
+        value(samples, "apigateway_integration_latency_milliseconds_bucket", route="GET /ok", le="5.0") == 5
+    )
     # Lambda: three invocations of slow, two of which had to start a worker; none running now.
     assert value(samples, "lambda_invocations_total", function_name="slow") == 3
     assert value(samples, "lambda_cold_starts_total", function_name="slow") == 2
     assert value(samples, "lambda_concurrent_executions", function_name="slow") == 0
-    assert value(samples, "lambda_duration_milliseconds_bucket", function_name="slow", le="50.0") == 0
+    assert value(samples, "lambda_duration_milliseconds_bucket", function_name="slow", le="300.0") == 0
     assert value(samples, "lambda_workers", function_name="slow", state="idle") == 3
 
 
@@ -179,7 +207,7 @@ def test_summary_and_series(monitored: RunningGateway, traffic: dict[str, list[i
     assert totals["5xx"] == 1
     routes = {row["route"]: row for row in summary["routes"]}
     assert routes["GET /items/{id}"]["count"] == 4
-    assert routes["GET /slow"]["latency"]["p50"] >= 50
+    assert routes["GET /slow"]["latency"]["p50"] >= 300
     slow = next(row for row in summary["lambda"] if row["function"] == "slow")
     assert slow["invocations"] == 3
     assert slow["cold_starts"] == 2
@@ -195,7 +223,7 @@ def test_summary_and_series(monitored: RunningGateway, traffic: dict[str, list[i
     assert sum(series["count"]) == sent
     assert sum(series["throttled"]) == 2
     assert sum(series["5xx"]) == 1
-    assert any(p is not None and p >= 50 for p in series["latency_p99"])
+    assert any(p is not None and p >= 300 for p in series["latency_p99"])
     one = httpx.get(f"{admin}/api/series", params={"window": 900, "route": "GET /gone"}, timeout=10).json()
     assert sum(one["count"]) == 2
     assert sum(one["4xx"]) == 2
@@ -215,7 +243,7 @@ def test_usage_by_route_from_the_admin_api(monitored: RunningGateway, traffic: d
     assert rows["GET /gone"]["count"] == 2
     assert rows["GET /gone"]["4xx"] == 2
     assert rows["GET /fail"]["5xx"] == 1
-    assert rows["GET /slow"]["latency_avg_ms"] >= 50
+    assert rows["GET /slow"]["latency_avg_ms"] >= 300
     bad = httpx.get(f"{monitored.service.admin_url}/api/usage", params={"from": "yesterday"}, timeout=10)
     assert bad.status_code == 400
 
@@ -238,7 +266,9 @@ def test_the_trace_reaches_the_lambda_and_the_upstream(monitored: RunningGateway
         assert made_up[0].startswith("Root=1-")
 
 
-def test_usage_per_key_is_saved_and_read_by_portway_usage(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+def test_usage_per_key_is_saved_and_read_by_portway_usage(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
     state = f"sqlite:{tmp_path / 'state.db'}"
     plan = portway_json(state, "usage-plans", "create", "--name", "basic", "--stage", "Monitored API:dev")
     key = portway_json(state, "keys", "create", "--name", "alice", "--plan", plan["id"])
@@ -248,7 +278,9 @@ def test_usage_per_key_is_saved_and_read_by_portway_usage(gateway_factory: Gatew
             assert client.get("/keyed", headers={"x-api-key": key["value"]}).status_code == 200
         assert client.get("/keyed", headers={"x-api-key": "wrong"}).status_code == 403
     keys = httpx.get(f"{gw.service.admin_url}/api/summary", timeout=10).json()["keys"]
-    assert keys == [{"key_id": key["id"], "count": 3, "4xx": 0, "5xx": 0, "latency_avg_ms": keys[0]["latency_avg_ms"]}]
+    assert keys == [
+        {"key_id": key["id"], "count": 3, "4xx": 0, "5xx": 0, "latency_avg_ms": keys[0]["latency_avg_ms"]}
+    ]
     gw.stop()  # a stopping gateway writes what it counted
     today = time.strftime("%Y-%m-%d", time.gmtime())
     by_key = portway_json(state, "usage", "--by", "key", "--from", today, "--to", today)
@@ -257,7 +289,9 @@ def test_usage_per_key_is_saved_and_read_by_portway_usage(gateway_factory: Gatew
     assert {row["route"]: row["count"] for row in by_route["items"]}["GET /keyed"] == 4
     # A second process (a restart, or another node) adds its own record; readers add them up.
     again = gateway_factory(API, FUNCTIONS, keys_state=state, account_limit=None)
-    assert httpx.get(f"{again.base}/keyed", headers={"x-api-key": key["value"]}, timeout=15).status_code == 200
+    assert (
+        httpx.get(f"{again.base}/keyed", headers={"x-api-key": key["value"]}, timeout=15).status_code == 200
+    )
     again.stop()
     by_key = portway_json(state, "usage", key["id"], "--by", "route", "--from", today, "--to", today)
     assert [(row["route"], row["count"]) for row in by_key["items"]] == [("GET /keyed", 4)]
@@ -301,7 +335,10 @@ def test_a_token_guards_every_admin_path(gateway_factory: GatewayFactory) -> Non
         assert refused.json() == {"message": "Unauthorized"}
         wrong = httpx.get(f"{admin}{path}", headers={"Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401
-    assert httpx.get(f"{admin}/metrics", headers={"Authorization": "Bearer s3cret"}, timeout=10).status_code == 200
+    assert (
+        httpx.get(f"{admin}/metrics", headers={"Authorization": "Bearer s3cret"}, timeout=10).status_code
+        == 200
+    )
     assert httpx.get(f"{admin}/api/summary", params={"token": "s3cret"}, timeout=10).status_code == 200
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import generate_latest
@@ -97,7 +96,11 @@ def test_record_counts_errors_cache_and_usage() -> None:
     assert summary["totals"]["throttled"] == 1
     assert summary["keys"] == [{"key_id": "k1", "count": 2, "4xx": 0, "5xx": 0, "latency_avg_ms": 2.25}]
     rows = monitor.usage.rows(day_number_of(T0), day_number_of(T0))
-    assert {(r.key_id, r.route, r.count) for r in rows} == {("k1", "GET /items", 2), ("", "GET /items", 1), ("", "-", 1)}
+    assert {(r.key_id, r.route, r.count) for r in rows} == {
+        ("k1", "GET /items", 2),
+        ("", "GET /items", 1),
+        ("", "-", 1),
+    }
 
 
 def day_number_of(t: float) -> int:
@@ -158,7 +161,8 @@ def test_series_points_per_second_and_per_minute() -> None:
     assert sum(recent["5xx"]) == 1
     at_30 = recent["t"].index(int(T0) + 30)
     assert recent["count"][at_30] == 1  # 30 % 3 == 0 on /a, plus the one on /b
-    assert recent["latency_p50"][at_30] is not None and recent["latency_p50"][at_30] > 100
+    assert recent["latency_p50"][at_30] is not None
+    assert recent["latency_p50"][at_30] > 100
     assert recent["latency_p50"][at_30 + 1] == pytest.approx(1.5)  # /a only: in (1, 2]
     only_b = monitor.series.query(300, "GET /b", now=clock())
     assert sum(only_b["count"]) == 1
@@ -170,13 +174,13 @@ def test_series_points_per_second_and_per_minute() -> None:
     assert max(p or 0 for p in hours["latency_p99"]) > 100  # the minute with /b's slow request
 
 
-# -- usage ----------------------------------------------------------------------------------------------------
+# -- usage ------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def usage_days() -> Iterator[tuple[int, int]]:
+def usage_days() -> tuple[int, int]:
     today = day_number_of(T0)
-    yield today - 1, today
+    return today - 1, today
 
 
 async def test_usage_saved_by_two_nodes_adds_up_in_every_store(
@@ -199,8 +203,22 @@ async def test_usage_saved_by_two_nodes_adds_up_in_every_store(
     assert got == {("k1", "GET /a"): (3, 1, 0, 20.0), ("", "GET /b"): (1, 0, 1, 30.0)}
     both = await read_usage(store, day_date(yesterday), day_date(today))
     assert group_usage(both, "key") == [
-        {"day": day_date(yesterday).isoformat(), "key": "k1", "count": 1, "4xx": 0, "5xx": 0, "latency_avg_ms": 10.0},
-        {"day": day_date(today).isoformat(), "key": "k1", "count": 3, "4xx": 1, "5xx": 0, "latency_avg_ms": 20.0},
+        {
+            "day": day_date(yesterday).isoformat(),
+            "key": "k1",
+            "count": 1,
+            "4xx": 0,
+            "5xx": 0,
+            "latency_avg_ms": 10.0,
+        },
+        {
+            "day": day_date(today).isoformat(),
+            "key": "k1",
+            "count": 3,
+            "4xx": 1,
+            "5xx": 0,
+            "latency_avg_ms": 20.0,
+        },
     ]
     # A record another version wrote, or garbage: skipped, never fatal.
     await store.put_record("traffic-usage", "bad", {"day": "nope", "rows": 3})

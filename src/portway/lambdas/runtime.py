@@ -39,6 +39,7 @@ __all__ = ["INIT_TIMEOUT_S", "Invocation", "LambdaRuntime", "Outcome", "lambda_e
 # Lambda gives a function's init phase 10 seconds.
 INIT_TIMEOUT_S = 10.0
 _STOP_GRACE_S = 2.0
+PLACEHOLDER_ACCESS_KEY = "portway-local"  # what handlers sign with when the gateway has no AWS credentials
 _OUTPUT_LINE_LIMIT = 1024 * 1024
 
 
@@ -262,6 +263,11 @@ def lambda_environment(spec: FunctionSpec, log_stream: str) -> dict[str, str]:
         }
     )
     env.pop("_X_AMZN_TRACE_ID", None)
+    # Lambda always gives a function credentials. Without the gateway's own, the SDK clients a handler makes
+    # for Portway's own endpoints (the @connections API) still need some to sign with.
+    if "AWS_ACCESS_KEY_ID" not in env and "AWS_PROFILE" not in env:
+        env["AWS_ACCESS_KEY_ID"] = PLACEHOLDER_ACCESS_KEY
+        env["AWS_SECRET_ACCESS_KEY"] = PLACEHOLDER_ACCESS_KEY
     # The worker imports portway itself: make that work when portway runs from a source tree.
     home = str(Path(portway.__file__).resolve().parent.parent)
     if home not in {str(Path(p).resolve()) for p in site.getsitepackages()}:

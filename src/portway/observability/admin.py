@@ -127,7 +127,9 @@ def admin_app(
         if by not in ("route", "key"):
             return _error(400, "by: expected route or key")
         rows = monitor.usage.rows(day_number(first), day_number(last))
-        return _json({"from": first.isoformat(), "to": last.isoformat(), "by": by, "items": group_usage(rows, by)})
+        return _json(
+            {"from": first.isoformat(), "to": last.isoformat(), "by": by, "items": group_usage(rows, by)}
+        )
 
     async def healthz(request: web.Request) -> web.Response:
         return _json({"status": "ok"})

@@ -18,8 +18,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from prometheus_client.utils import floatToGoString
-
 __all__ = ["BOUNDS_MS", "Histogram", "percentile", "percentiles"]
 
 # From a tenth of a millisecond (a Mock route on this gateway) to API Gateway's 29 s integration timeout.
@@ -53,7 +51,7 @@ class Histogram:
         out: list[tuple[str, int]] = []
         for bound, count in zip((*BOUNDS_MS, float("inf")), self.counts, strict=True):
             total += count
-            out.append((floatToGoString(bound), total))
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
         return out
 
 

@@ -29,5 +29,5 @@ def fail(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    time.sleep(0.06)
+    time.sleep(0.4)  # long enough that three calls at once overlap, even on a loaded machine
     return {"statusCode": 200, "body": "slow"}

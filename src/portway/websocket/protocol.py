@@ -1,0 +1,49 @@
+"""The WebSocket side of the server: uvicorn's sans-I/O websockets protocol, with API Gateway's frame limit.
+
+API Gateway takes frames of at most 32 KB and messages (frames put together) of at most 128 KB. The message
+bound is the websockets library's own ``max_size`` (uvicorn's ``ws_max_size``); frames are only seen here, one
+by one, before uvicorn joins them: a frame over the bound closes the connection with 1009 (message too big),
+which the application then sees as a disconnect with that code, as it sees every other way a connection ends.
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+
+__all__ = ["FRAME_TOO_BIG", "GatewayWebSocketProtocol", "protocol_with_limits"]
+
+FRAME_TOO_BIG = 1009  # RFC 6455: a message too big to process
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    frame_bytes = 32 * 1024  # set per server by protocol_with_limits
+
+    def handle_text(self, event: Frame) -> None:
+        if self._fits(event):
+            super().handle_text(event)
+
+    def handle_bytes(self, event: Frame) -> None:
+        if self._fits(event):
+            super().handle_bytes(event)
+
+    def handle_cont(self, event: Frame) -> None:
+        if self._fits(event):
+            super().handle_cont(event)
+
+    def _fits(self, event: Frame) -> bool:
+        if len(event.data) <= self.frame_bytes:
+            return True
+        if not self.close_sent:
+            reason = f"frame of {len(event.data)} bytes over the {self.frame_bytes}-byte limit"
+            self.conn.fail(FRAME_TOO_BIG, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": FRAME_TOO_BIG, "reason": reason})
+            self.transport.close()
+        return False
+
+
+def protocol_with_limits(frame_bytes: int) -> type[GatewayWebSocketProtocol]:
+    """The protocol class for one server, with its frame bound."""
+    return type("GatewayWebSocketProtocol", (GatewayWebSocketProtocol,), {"frame_bytes": frame_bytes})
