@@ -208,7 +208,8 @@ def parse_websocket_template(
     if problems:
         raise DefinitionErrors(problems)
     ((api_logical_id, api_where),) = apis
-    api_props = resolved(api_logical_id, api_where) or {}
+    resolved_api = resolved(api_logical_id, api_where)
+    api_props = resolved_api or {}
 
     # The template's functions, by name (what a function's Ref gives).
     functions: dict[str, FunctionEntry] = {}
@@ -273,12 +274,12 @@ def parse_websocket_template(
                 "AWS::ApiGatewayV2::Route resources",
             )
     expression = api_props.get("RouteSelectionExpression")
-    if expression is None:
+    if expression is None and resolved_api is not None:
         add(
             f"{api_where}.Properties",
             f"{api_logical_id}: a WebSocket API needs a RouteSelectionExpression (like $request.body.action)",
         )
-    else:
+    elif expression is not None:
         why = check_route_selection(expression, set(routes))
         if why is not None:
             add(f"{api_where}.Properties.RouteSelectionExpression", f"{api_logical_id}: {why}")
