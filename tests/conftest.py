@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pytest
 
 from portway.config.errors import Problem
+from portway.gateway import Gateway
 from portway.service import Service, ServiceOptions, run_event_loop
 
 pytest_plugins = ["tests.redis_fixtures"]
@@ -42,6 +43,14 @@ class RunningGateway:
     def base(self) -> str:
         assert self.service.app is not None
         return f"{self.url}{self.service.app.gateway.prefix}"
+
+    @property
+    def gateway(self) -> Gateway:
+        """The REST or HTTP API gateway being served."""
+        assert self.service.app is not None
+        gateway = self.service.app.gateway
+        assert isinstance(gateway, Gateway)
+        return gateway
 
     def call(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)  # type: ignore[arg-type]

@@ -6,18 +6,21 @@ from collections.abc import Awaitable
 
 from portway.gateway import Gateway
 from portway.types import Receive, Scope, Send
+from portway.websocket.gateway import WebSocketGateway
 
-__all__ = ["PortwayApp"]
+Served = Gateway | WebSocketGateway
+
+__all__ = ["PortwayApp", "Served"]
 
 
 class PortwayApp:
     """Raw ASGI, no framework between the socket and the router. Requests in flight keep the gateway
     they started with; a swap only changes which one the next request reads."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Served) -> None:
         self.gateway = gateway
 
-    def swap(self, gateway: Gateway) -> None:
+    def swap(self, gateway: Served) -> None:
         self.gateway = gateway
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -39,4 +42,9 @@ class PortwayApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            gateway = self.gateway
+            if isinstance(gateway, WebSocketGateway):
+                await gateway.handle_websocket(scope, receive, send)
+            else:  # a REST or HTTP API takes no WebSocket upgrade
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from portway import cli_usage
+from portway.app import Served
 from portway.config.compile import cache_prefix
 from portway.config.errors import DefinitionErrors, Problem
 from portway.gateway import Gateway
@@ -20,6 +21,7 @@ from portway.service import DEFAULT_KEYS_STATE, Service, ServiceOptions, run_eve
 from portway.stages.throttle import ACCOUNT_LIMIT, Limit
 from portway.state.factory import open_store
 from portway.state.store import StoreError
+from portway.websocket.gateway import WebSocketGateway
 
 __all__ = ["main"]
 
@@ -218,7 +220,11 @@ def _print_problems(problems: Sequence[Problem]) -> int:
     return EXIT_PROBLEMS
 
 
-def route_table(gateway: Gateway) -> str:
+def route_table(gateway: Served) -> str:
+    if isinstance(gateway, WebSocketGateway):
+        pairs = [("ROUTE KEY", "INTEGRATION"), *gateway.describe_routes()]
+        width = max(len(key) for key, _ in pairs)
+        return "\n".join(f"{key:<{width}}  {target}" for key, target in pairs)
     rows = [("METHOD", "RESOURCE", "INTEGRATION", "STAGES")]
     for route in sorted(gateway.routes(), key=lambda r: (r.resource, r.method)):
         rows.append((route.method, route.resource, route.integration.describe(), route.describe_stages()))
@@ -229,6 +235,12 @@ def route_table(gateway: Gateway) -> str:
     )
 
 
+def _served_under(gateway: Served) -> str:
+    if isinstance(gateway, WebSocketGateway):
+        return f"{gateway.prefix} (WebSocket)"
+    return gateway.prefix or "/"
+
+
 def _routes(options: ServiceOptions) -> int:
     service = Service(options)
     try:
@@ -237,7 +249,7 @@ def _routes(options: ServiceOptions) -> int:
         return _print_problems(exc.problems)
     print(
         f"{gateway.api.title} ({gateway.api.kind} API), stage {gateway.stage}: "
-        f"served under {gateway.prefix or '/'}"
+        f"served under {_served_under(gateway)}"
     )
     print(route_table(gateway))
     return 0
@@ -249,6 +261,9 @@ async def _flush_cache(options: ServiceOptions, state: str) -> int:
         gateway = service.compile()
     except DefinitionErrors as exc:
         return _print_problems(exc.problems)
+    if not isinstance(gateway, Gateway):
+        print("error: a WebSocket API has no response cache", file=sys.stderr)
+        return EXIT_PROBLEMS
     try:
         store = open_store(state)
     except ValueError as exc:
@@ -318,11 +333,17 @@ async def _serve(options: ServiceOptions, log_level: str) -> int:
         return _print_problems(problems)
     assert service.app is not None
     gateway = service.app.gateway
+    scheme = "ws" if isinstance(gateway, WebSocketGateway) else "http"
     print(
         f"Portway: {gateway.api.title} ({gateway.api.kind} API) on "
-        f"http://{options.host}:{options.port}{gateway.prefix}",
+        f"{scheme}://{options.host}:{options.port}{gateway.prefix}",
         file=sys.stderr,
     )
+    if isinstance(gateway, WebSocketGateway):
+        print(
+            f"@connections API: http://{options.host}:{options.port}{gateway.prefix}/@connections/{{id}}",
+            file=sys.stderr,
+        )
     print(route_table(gateway), file=sys.stderr, flush=True)
     await service.serve()
     return 0

@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,10 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from portway.app import PortwayApp
+from portway.app import PortwayApp, Served
 from portway.config.compile import Resources, cache_prefix, compile_gateway
 from portway.config.errors import DefinitionError, DefinitionErrors, Problem
-from portway.config.loader import find_functions_file, load_definition, load_deployment
+from portway.config.loader import find_functions_file, load_api, load_deployment
 from portway.config.model import Deployment
 from portway.gateway import Gateway
 from portway.integrations.lambda_proxy import UnavailableFunction
@@ -32,6 +33,11 @@ from portway.server import GatewayHttpProtocol
 from portway.stages.throttle import ACCOUNT_LIMIT, Limit
 from portway.state.factory import open_store
 from portway.state.store import Store, StoreError
+from portway.websocket.compile import compile_websocket
+from portway.websocket.gateway import ConnectionHub, WebSocketGateway
+from portway.websocket.model import WebSocketApi
+from portway.websocket.protocol import protocol_with_limits
+from portway.websocket.registry import open_registry
 
 __all__ = ["AdminTokenRequired", "Service", "ServiceOptions", "run_event_loop"]
 
@@ -74,6 +80,8 @@ class ServiceOptions:
     access_log: str | None = None  # "-" (stdout), "stderr" or a file; None: no access log
     access_log_format: str | None = None  # a preset (clf, json, xml, csv) or a $context format
     otlp_endpoint: str | None = None  # OpenTelemetry traces (None: OTEL_EXPORTER_OTLP_* if set, else off)
+    websocket_sweep_s: float = 1.0  # how often WebSocket connections are checked for idleness and age
+    clock: Callable[[], float] | None = None  # what WebSocket idle and lifetime limits are measured by
 
 
 DEFAULT_KEYS_STATE = "sqlite:.portway/state.db"
@@ -88,6 +96,22 @@ def _collect(load: Callable[[], T], problems: list[Problem]) -> T | None:
     except DefinitionErrors as exc:
         problems.extend(exc.problems)
     return None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with a step of ours before it closes its connections."""
+
+    def __init__(
+        self, config: uvicorn.Config, before_shutdown: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        super().__init__(config)
+        self.before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self.before_shutdown()
+        finally:
+            await super().shutdown(sockets)
 
 
 class AdminTokenRequired(ValueError):
@@ -123,8 +147,13 @@ class Service:
         self.app: PortwayApp | None = None
         self.server: uvicorn.Server | None = None
         self.admin: AdminServer | None = None
+        self._hub: ConnectionHub | None = None
         if monitor is not None:
-            monitor.gateway = lambda: self.app.gateway if self.app is not None else None
+            monitor.gateway = self._http_gateway
+
+    def _http_gateway(self) -> Gateway | None:
+        gateway = self.app.gateway if self.app is not None else None
+        return gateway if isinstance(gateway, Gateway) else None
 
     @property
     def admin_url(self) -> str | None:
@@ -149,19 +178,26 @@ class Service:
 
         return get
 
-    def compile(self) -> Gateway:
+    def compile(self) -> Served:
         """Load and compile the definition; raises DefinitionErrors naming every problem."""
         problems: list[Problem] = []
         # Both files are read even when the first has problems, so one run shows them all.
-        api = _collect(
-            lambda: load_definition(self.options.definition, self.options.parameter_overrides), problems
-        )
+        api = _collect(lambda: load_api(self.options.definition, self.options.parameter_overrides), problems)
         if api is not None and api.deployment is not None:
             deployment: Deployment | None = api.deployment  # a SAM template names its functions itself
         else:
             deployment = _collect(lambda: load_deployment(self.functions_file), problems)
         if api is None or deployment is None:
             raise DefinitionErrors(problems)
+        if isinstance(api, WebSocketApi):
+            return compile_websocket(
+                api,
+                deployment,
+                self.resources,
+                self.hub(),
+                stage=self.options.stage,
+                stage_variables=self.options.stage_variables,
+            )
         return compile_gateway(
             api,
             deployment,
@@ -182,10 +218,12 @@ class Service:
             # Known keys from the start: a store outage right after a restart still lets them in.
             await self.resources.key_cache.preload()
         self.app = PortwayApp(gateway)
+        if isinstance(gateway, WebSocketGateway):
+            await gateway.hub.start()
         monitor = self.resources.monitor
         if monitor is not None and self.options.admin_port is not None and self.admin is None:
             await self._start_admin(monitor)
-        for route in gateway.routes():
+        for route in gateway.routes() if isinstance(gateway, Gateway) else ():
             if isinstance(route.integration, UnavailableFunction):
                 log.warning(
                     "%s %s answers 502: %s", route.method, route.resource, route.integration.describe()
@@ -196,7 +234,23 @@ class Service:
             )
         return problems
 
-    async def _prewarm(self, gateway: Gateway) -> list[Problem]:
+    def hub(self) -> ConnectionHub:
+        """This node's WebSocket connections (made with the first WebSocket gateway; outlives reloads): the
+        connection registry is the --state store's kind, Redis for many nodes."""
+        if self._hub is None:
+            url = (
+                self.options.state
+                if self.options.state.startswith(("redis://", "rediss://", "unix://"))
+                else "memory"
+            )
+            self._hub = ConnectionHub(
+                open_registry(url),
+                clock=self.options.clock or time.time,
+                sweep_interval_s=self.options.websocket_sweep_s,
+            )
+        return self._hub
+
+    async def _prewarm(self, gateway: Served) -> list[Problem]:
         runtime = self.resources.runtime
         runtime.update_functions(gateway.functions)
         failures = await runtime.prewarm(gateway.functions.keys())
@@ -224,8 +278,9 @@ class Service:
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=5,
+            **self._websocket_settings(),
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config, self._before_shutdown)
         tasks = []
         if self.options.reload:
             tasks.append(asyncio.create_task(self._watch()))
@@ -246,6 +301,27 @@ class Service:
             if monitor is not None:
                 await self._write_usage(monitor)
             await self.close()
+
+    def _websocket_settings(self) -> dict[str, Any]:
+        """A WebSocket API's server side: API Gateway's frame and message bounds, no server pings (API
+        Gateway sends none: idle connections end by the idle timeout), no compression extension."""
+        assert self.app is not None
+        gateway = self.app.gateway
+        if not isinstance(gateway, WebSocketGateway):
+            return {}
+        limits = gateway.api.limits
+        return {
+            "ws": protocol_with_limits(limits.frame_bytes),
+            "ws_max_size": limits.message_bytes,
+            "ws_ping_interval": None,
+            "ws_per_message_deflate": False,
+        }
+
+    async def _before_shutdown(self) -> None:
+        """Before the server stops: WebSocket clients are told the gateway is going away (1001), and each
+        connection's $disconnect runs."""
+        if self._hub is not None:
+            await self._hub.shutdown()
 
     async def _start_admin(self, monitor: Monitor) -> None:
         def title() -> str:
@@ -306,8 +382,9 @@ class Service:
 
     async def flush_cache(self) -> int:
         """Drop every cached response of the served stage; the number dropped."""
-        assert self.app is not None
-        gateway = self.app.gateway
+        gateway = self._http_gateway()
+        if gateway is None:
+            return 0  # a WebSocket API has no response cache
         try:
             dropped = await self.resources.store.cache_drop(
                 cache_prefix(gateway.api_info.api_id, gateway.stage)

@@ -167,7 +167,7 @@ def test_an_unauthorized_max_age_0_follows_the_strategy(
 def _drop_entries(gw: RunningGateway) -> int:
     """Remove this API stage's cache entries from the gateway's store; how many there were."""
     assert gw.service.app is not None
-    gateway = gw.service.app.gateway
+    gateway = gw.gateway
     prefix = cache_prefix(gateway.api_info.api_id, gateway.stage)
     dropped = gw.call(gw.service.resources.store.cache_drop(prefix))
     assert isinstance(dropped, int)
@@ -180,7 +180,7 @@ def test_gateways_sharing_redis_share_the_cache(gateway_factory: GatewayFactory,
     assert one.service.resources.store.name == "redis"
     assert one.service.app is not None
     assert two.service.app is not None
-    assert one.service.app.gateway.api_info == two.service.app.gateway.api_info  # same API: same keys
+    assert one.gateway.api_info == two.gateway.api_info  # same API: same keys
     _drop_entries(one)  # entries an earlier run left (Redis keeps them for their TTL)
     tag = {"type": uuid.uuid4().hex}  # a key parameter: this run's keys are its own in any case
     try:

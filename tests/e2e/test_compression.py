@@ -211,7 +211,7 @@ def test_the_cache_keeps_the_uncompressed_answer(gateway_factory: GatewayFactory
     assert brotli.decompress(brotli_raw) == body
     # And in the store itself: the entry is the handler's answer, uncompressed.
     assert gw.service.app is not None
-    gateway = gw.service.app.gateway
+    gateway = gw.gateway
     key = cache_key(
         cache_prefix(gateway.api_info.api_id, gateway.stage),
         "/report",

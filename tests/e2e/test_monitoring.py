@@ -347,5 +347,5 @@ def test_metrics_off_means_no_monitor(gateway_factory: GatewayFactory) -> None:
     assert gw.service.resources.monitor is None
     assert gw.service.admin_url is None
     assert gw.service.app is not None
-    assert gw.service.app.gateway.observer is None
+    assert gw.gateway.observer is None
     assert httpx.get(f"{gw.base}/ok", timeout=10).status_code == 200

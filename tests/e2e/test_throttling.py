@@ -55,7 +55,7 @@ def test_the_account_limit_covers_every_route(gateway_factory: GatewayFactory) -
 def test_account_throttle_off_leaves_routes_without_a_throttle_stage(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(API, FUNCTIONS, stage="dev", account_limit=None)
     assert gw.service.app is not None
-    stages = {(r.method, r.resource): r.describe_stages() for r in gw.service.app.gateway.routes()}
+    stages = {(r.method, r.resource): r.describe_stages() for r in gw.gateway.routes()}
     assert stages[("GET", "/open")] == "compress → integration"
     assert stages[("GET", "/limited")] == "throttle → compress → integration"
 

@@ -11,17 +11,36 @@ from portway.config.functions import load_functions
 from portway.config.model import ApiDefinition, Deployment
 from portway.config.openapi import is_openapi, parse_openapi
 from portway.config.sam import is_sam, parse_sam
+from portway.websocket.cfn import is_websocket_template, parse_websocket_template
+from portway.websocket.definition import is_websocket, parse_websocket
+from portway.websocket.model import WebSocketApi
 
-__all__ = ["DEFAULT_FUNCTIONS_FILE", "find_functions_file", "load_definition", "load_deployment"]
+__all__ = ["DEFAULT_FUNCTIONS_FILE", "find_functions_file", "load_api", "load_definition", "load_deployment"]
 
 DEFAULT_FUNCTIONS_FILE = "functions.yaml"
 
 
 def load_definition(file: Path, parameter_overrides: Mapping[str, str] | None = None) -> ApiDefinition:
-    """Read an API definition: OpenAPI 3 / Swagger 2 with API Gateway extensions, or a SAM template."""
+    """Read a REST or HTTP API definition: OpenAPI 3 / Swagger 2 with API Gateway extensions, or a SAM
+    template."""
+    api = load_api(file, parameter_overrides)
+    if isinstance(api, WebSocketApi):
+        raise DefinitionError(file, "", "a WebSocket API: this command works on REST and HTTP APIs")
+    return api
+
+
+def load_api(
+    file: Path, parameter_overrides: Mapping[str, str] | None = None
+) -> ApiDefinition | WebSocketApi:
+    """Read any API definition: OpenAPI (REST, HTTP), a SAM or CloudFormation template (REST, HTTP, or a
+    WebSocket API of ``AWS::ApiGatewayV2`` resources), or Portway's native WebSocket API document."""
     document = load_template(file)
+    if is_websocket(document):
+        return parse_websocket(document, file)
     if is_openapi(document):
         return parse_openapi(document, file)
+    if is_websocket_template(document):
+        return parse_websocket_template(document, file, parameter_overrides)
     if is_sam(document):
         return parse_sam(document, file, parameter_overrides)
     if isinstance(document, Mapping) and ("Resources" in document or "AWSTemplateFormatVersion" in document):

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from portway.config.compile import FunctionOrigin
 from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.lambdas.spec import FunctionSpec
 from portway.routing import BadPath
@@ -70,7 +72,9 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _error(status: int, error_type: str, message: str | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _error(
+    status: int, error_type: str, message: str | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """A management API error as API Gateway sends it: the type in ``x-amzn-ErrorType`` (what the SDKs read);
     a body only for the errors whose shape has a message."""
     headers = [(b"x-amzn-ErrorType", error_type.encode())]
@@ -124,10 +128,8 @@ class Connection:
         if self.closed.is_set() or self.server_close is not None:
             return False
         self.server_close = (code, reason)
-        try:
+        with contextlib.suppress(Exception):
             await self.send({"type": "websocket.close", "code": code, "reason": reason})
-        except Exception:
-            pass
         return True
 
 
@@ -182,13 +184,14 @@ class ConnectionHub:
             now = self.clock()
             for connection in list(self.local.values()):
                 limits = connection.gateway.api.limits
-                if now - connection.connected_at >= limits.max_connection_s:
-                    await connection.close(GOING_AWAY, GOING_AWAY_REASON)
-                elif now - connection.last_active >= limits.idle_timeout_s:
+                if (
+                    now - connection.connected_at >= limits.max_connection_s
+                    or now - connection.last_active >= limits.idle_timeout_s
+                ):
                     await connection.close(GOING_AWAY, GOING_AWAY_REASON)
 
     async def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Close every connection with 1001 (going away), wait for their ``$disconnect``, leave the cluster."""
+        """Close every connection with 1001 (going away), wait for each ``$disconnect``, leave the cluster."""
         self.closing = True
         connections = list(self.local.values())
         for connection in connections:
@@ -200,10 +203,8 @@ class ConnectionHub:
                 waiting.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-            except asyncio.CancelledError:
-                pass
         if self._started:
             await self.registry.stop()
 
@@ -218,6 +219,9 @@ class WebSocketGateway:
     runtime: LambdaRuntime
     hub: ConnectionHub
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
+    function_origins: Mapping[str, FunctionOrigin] = field(default_factory=dict)
+    targets: Mapping[str, str] = field(default_factory=dict)  # route key → the function its integration runs
+    authorizers: Mapping[str, str] = field(default_factory=dict)  # route key → its authorizer's function
     region: str = "us-east-1"
     account_id: str = "123456789012"
     selection: SelectionExpression = field(init=False)
@@ -231,14 +235,15 @@ class WebSocketGateway:
     def kind(self) -> str:
         return "WEBSOCKET"
 
+    def routes(self) -> tuple[WsRoute, ...]:
+        return tuple(self.api.routes.values())
+
     def describe_routes(self) -> list[tuple[str, str]]:
         """(route key, what runs it) for ``portway routes``."""
         rows = []
         for key, route in sorted(self.api.routes.items()):
             integration = route.integration
-            target = (
-                f"lambda {integration.function}" if isinstance(integration, WsLambda) else "mock"
-            )
+            target = f"lambda {integration.function}" if isinstance(integration, WsLambda) else "mock"
             if route.route_response:
                 target += " (two-way)"
             if route.authorizer is not None:
@@ -328,7 +333,7 @@ class WebSocketGateway:
             await _refuse(send, *refused)
             return
         connection = Connection(self, context, send, now)
-        await send({"type": "websocket.accept"})
+        # Reachable through @connections from the moment the client has its open connection, not before.
         self.hub.local[connection.id] = connection
         info = ConnectionInfo(
             connection_id=connection.id,
@@ -343,8 +348,13 @@ class WebSocketGateway:
             try:
                 await self.hub.registry.add(info)
             except StoreUnavailable as exc:
-                log.error("[%s] connection not registered (the @connections API of other nodes will not "
-                          "reach it): %s", connection.id, exc)
+                log.error(
+                    "[%s] connection not registered (the @connections API of other nodes will not "
+                    "reach it): %s",
+                    connection.id,
+                    exc,
+                )
+            await send({"type": "websocket.accept"})
             code, reason = await self._messages(connection, receive)
         finally:
             self.hub.local.pop(connection.id, None)
@@ -433,7 +443,7 @@ class WebSocketGateway:
         )
         started = time.perf_counter()
         invocation = await self.runtime.invoke(
-            authorizer.function, event, request_id=request_id, integration_timeout_s=10.0
+            self.authorizers[route.route_key], event, request_id=request_id, integration_timeout_s=10.0
         )
         latency_ms = round((time.perf_counter() - started) * 1000)
         payload = invocation.payload
@@ -441,18 +451,26 @@ class WebSocketGateway:
             error = invocation.error or {}
             if error.get("errorMessage") == "Unauthorized":
                 return (401, {"message": "Unauthorized"}), context
-            log.error("[%s] $connect authorizer %s failed: %s", context.connection_id, authorizer.function, error)
+            log.error(
+                "[%s] $connect authorizer %s failed: %s", context.connection_id, authorizer.function, error
+            )
             return (500, {"message": None}), context
         try:
             if not isinstance(payload, dict) or not isinstance(payload.get("principalId"), str):
                 raise PolicyError("the authorizer's answer has no principalId")
-            decision = evaluate(payload.get("policyDocument"), "execute-api:Invoke", events.method_arn(
-                self.api.api_id, self.stage, self.region, self.account_id
-            ))
+            decision = evaluate(
+                payload.get("policyDocument"),
+                "execute-api:Invoke",
+                events.method_arn(self.api.api_id, self.stage, self.region, self.account_id),
+            )
             view = events.authorizer_view(payload["principalId"], payload.get("context"), latency_ms)
         except (PolicyError, ValueError) as exc:
-            log.error("[%s] $connect authorizer %s: invalid answer: %s", context.connection_id,
-                      authorizer.function, exc)
+            log.error(
+                "[%s] $connect authorizer %s: invalid answer: %s",
+                context.connection_id,
+                authorizer.function,
+                exc,
+            )
             return (500, {"message": None}), context
         if decision is not Decision.ALLOW:
             return (403, {"message": "Forbidden"}), context
@@ -523,14 +541,16 @@ class WebSocketGateway:
         )
         await self._integrate(route, event, request_id, connection.id)
 
-    async def _integrate(self, route: WsRoute, event: dict[str, Any], request_id: str, connection_id: str) -> Any:
+    async def _integrate(
+        self, route: WsRoute, event: dict[str, Any], request_id: str, connection_id: str
+    ) -> Any:
         """Run a route's integration; its result (a Lambda's return value, a mock's body), None on failure."""
         integration = route.integration
         if isinstance(integration, WsMock):
             return {"statusCode": 200, "body": integration.body}
         assert isinstance(integration, WsLambda)
         invocation = await self.runtime.invoke(
-            integration.function,
+            self.targets[route.route_key],
             event,
             request_id=request_id,
             integration_timeout_s=integration.timeout_ms / 1000,
@@ -638,6 +658,3 @@ async def _refuse(send: Send, status: int, body: dict[str, Any]) -> None:
         }
     )
     await send({"type": "websocket.http.response.body", "body": payload})
-
-
-Awaiting = Callable[[], Awaitable[None]]

@@ -131,6 +131,11 @@ class WebSocketApi:
     def kind(self) -> str:
         return "WEBSOCKET"
 
+    @property
+    def title(self) -> str:
+        """The API's name, as the HTTP side's definitions call it."""
+        return self.name
+
     def functions(self) -> tuple[str, ...]:
         """Every Lambda function the API invokes (integrations, then authorizers), each once."""
         names: dict[str, None] = {}

@@ -8,6 +8,8 @@ which the application then sees as a disconnect with that code, as it sees every
 
 from __future__ import annotations
 
+from typing import Any
+
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 
@@ -30,6 +32,12 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_cont(self, event: Frame) -> None:
         if self._fits(event):
             super().handle_cont(event)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A refused handshake (the HTTP answer) is a finished one: uvicorn would log it as unfinished.
+            self.handshake_complete = True
 
     def _fits(self, event: Frame) -> bool:
         if len(event.data) <= self.frame_bytes:

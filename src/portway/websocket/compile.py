@@ -1,0 +1,87 @@
+"""WebSocket API model → a served :class:`~portway.websocket.gateway.WebSocketGateway`; every problem raised
+here with its file and JSON path, as the HTTP side's compiler does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from portway.config.compile import STAGE_NAME, FunctionRegistry, Resources, _Problems
+from portway.config.errors import DefinitionErrors
+from portway.config.model import Deployment
+from portway.websocket.gateway import ConnectionHub, WebSocketGateway
+from portway.websocket.model import WebSocketApi, WsLambda
+
+__all__ = ["DEFAULT_WEBSOCKET_STAGE", "compile_websocket"]
+
+DEFAULT_WEBSOCKET_STAGE = "dev"
+
+
+def compile_websocket(
+    api: WebSocketApi,
+    deployment: Deployment,
+    resources: Resources,
+    hub: ConnectionHub,
+    *,
+    stage: str | None = None,
+    stage_variables: Mapping[str, str] | None = None,
+) -> WebSocketGateway:
+    """Resolve every route's and authorizer's function to a local handler, for one stage (the one asked
+    for, else the definition's, else ``dev``); stage variables from the definition, then the functions
+    file's ``stages.STAGE.variables``, then the command line."""
+    out = _Problems()
+    file = api.source
+    stage = stage or api.stage or DEFAULT_WEBSOCKET_STAGE
+    if not STAGE_NAME.match(stage):
+        out.add(file, "", f"stage name {stage!r}: use 1-128 letters, digits, '-' or '_'")
+    variables = {
+        **api.stage_variables,
+        **deployment.stage_variables.get(stage, {}),
+        **(stage_variables or {}),
+    }
+    registry = FunctionRegistry(file, deployment, stage, variables, out)
+    targets: dict[str, str] = {}
+    authorizers: dict[str, str] = {}
+    for key, route in api.routes.items():
+        integration = route.integration
+        if isinstance(integration, WsLambda):
+            found = registry.resolve(
+                integration.uri,
+                None,
+                label=f"route {key}",
+                uri_where=integration.where or route.where,
+                handler_where=integration.where or route.where,
+            )
+            if isinstance(found, str):
+                targets[key] = found
+            elif found is not None:
+                out.add(
+                    file, route.where, f"route {key}: function {found.function} cannot run here: {found.why}"
+                )
+        if route.authorizer is not None:
+            authorizer = route.authorizer
+            found = registry.resolve(
+                authorizer.uri,
+                None,
+                label=f"authorizer {authorizer.name}",
+                uri_where=authorizer.where,
+                handler_where=authorizer.where,
+            )
+            if isinstance(found, str):
+                authorizers[key] = found
+            elif found is not None:
+                out.add(file, authorizer.where, f"authorizer {authorizer.name}: {found.why}")
+    if out.items:
+        raise DefinitionErrors(out.items)
+    region = next((spec.region for spec in registry.specs.values()), "us-east-1")
+    return WebSocketGateway(
+        api=api,
+        stage=stage,
+        stage_variables=variables,
+        runtime=resources.runtime,
+        hub=hub,
+        functions=registry.specs,
+        function_origins=registry.origins,
+        targets=targets,
+        authorizers=authorizers,
+        region=region,
+    )
