@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -288,8 +287,8 @@ async def test_shutdown_says_going_away_and_runs_disconnect(gw: RunningGateway, 
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    yield ensure_redis()
+def redis_url() -> str:
+    return ensure_redis()
 
 
 async def test_two_nodes_share_connections_over_redis(
