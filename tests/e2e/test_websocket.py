@@ -316,3 +316,27 @@ async def test_two_nodes_share_connections_over_redis(
     with pytest.raises(ClientError) as failed:
         await asyncio.to_thread(on_second.post_to_connection, ConnectionId=connection_id, Data=b"late")
     assert failed.value.response["Error"]["Code"] == "GoneException"
+
+
+async def test_websocket_metrics(gateway_factory: GatewayFactory, events: Path) -> None:
+    from tests.e2e.test_monitoring import metric_samples, value
+
+    gw = gateway_factory(API, FUNCTIONS, stage="dev", stage_variables={"events": str(events)}, admin_port=0)
+    with pytest.raises(InvalidStatus):
+        async with connect(ws_url(gw, "reject=403")):
+            pass
+    async with connect(ws_url(gw)) as ws:
+        await ask(ws, {"action": "echo"})
+        await ask(ws, {"action": "ping"})
+        await ask(ws, "garbage")
+        await ask(ws, {"action": "fail"})
+    recorded(events, "DISCONNECT")
+    assert gw.service.admin_url is not None
+    samples = await asyncio.to_thread(metric_samples, gw.service.admin_url)
+    assert value(samples, "apigateway_connect_count_total", route="$connect") == 2
+    assert value(samples, "apigateway_client_error_total", route="$connect") == 1
+    assert value(samples, "apigateway_message_count_total", route="echo") == 1
+    assert value(samples, "apigateway_message_count_total", route="$default") == 1
+    assert value(samples, "apigateway_integration_error_total", route="fail") == 1
+    assert value(samples, "apigateway_integration_latency_milliseconds_count", route="echo") == 1
+    assert value(samples, "apigateway_count_total", route="$disconnect") == 1

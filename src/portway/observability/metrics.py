@@ -147,7 +147,9 @@ class Monitor:
         latency_ms: float,
         length: int,
         error_type: str | None,
+        integration_ms: float | None = None,
     ) -> None:
+        """One finished request (or WebSocket event: ``ctx`` None, its ``integration_ms`` given)."""
         stats.count += 1
         error = 0
         if status >= 400:
@@ -178,6 +180,8 @@ class Monitor:
             key_id = ctx.api_key_id
             day = ctx.request_time_ns // 86_400_000_000_000
         else:
+            if integration_ms is not None:
+                stats.integration.observe(integration_ms)
             day = int(self.clock() // 86_400)
         self.usage.add(day, key_id or "", stats.name, error, latency_ms)
 
@@ -317,6 +321,9 @@ def _route_families(routes: list[RouteStats]) -> Iterable[Metric]:
         for stats in routes:
             family.add_metric(stats.labels, value(stats))
         yield family
+    sockets = [stats for stats in routes if stats.api.kind == "WEBSOCKET"]
+    if sockets:
+        yield from _websocket_families(sockets)
     for name, text, pick in (
         ("apigateway_latency_milliseconds", "Request to response, in ms (Latency)", _latency),
         (
@@ -339,6 +346,44 @@ def _route_families(routes: list[RouteStats]) -> Iterable[Metric]:
         for kind, count in sorted(stats.responses.items()):
             responses.add_metric((*stats.labels, kind), count)
     yield responses
+
+
+def _websocket_families(routes: list[RouteStats]) -> Iterable[Metric]:
+    """A WebSocket API's own CloudWatch metrics, per route: ConnectCount ($connect's attempts), MessageCount
+    (messages, answered or not), ClientError (4xx: refused handshakes, messages no route takes),
+    IntegrationError (the integration failed) and ExecutionError (the gateway's own 5xx)."""
+    families: list[tuple[str, str, Callable[[RouteStats], int]]] = [
+        ("apigateway_connect_count", "Connection attempts (ConnectCount)", _connects),
+        ("apigateway_message_count", "Messages received (MessageCount)", _messages),
+        ("apigateway_client_error", "4xx answers (ClientError)", _client_errors),
+        ("apigateway_integration_error", "Integration failures (IntegrationError)", _integration_errors),
+        ("apigateway_execution_error", "Gateway failures (ExecutionError)", _execution_errors),
+    ]
+    for name, text, value in families:
+        family = CounterMetricFamily(name, text, labels=LABELS)
+        for stats in routes:
+            family.add_metric(stats.labels, value(stats))
+        yield family
+
+
+def _connects(stats: RouteStats) -> int:
+    return stats.count if stats.method == "CONNECT" else 0
+
+
+def _messages(stats: RouteStats) -> int:
+    return stats.count if stats.method == "MESSAGE" else 0
+
+
+def _client_errors(stats: RouteStats) -> int:
+    return stats.errors_4xx
+
+
+def _integration_errors(stats: RouteStats) -> int:
+    return stats.responses.get("INTEGRATION_FAILURE", 0)
+
+
+def _execution_errors(stats: RouteStats) -> int:
+    return stats.errors_5xx - stats.responses.get("INTEGRATION_FAILURE", 0)
 
 
 def _latency(stats: RouteStats) -> Histogram:

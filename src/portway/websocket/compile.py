@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from portway.config.compile import STAGE_NAME, FunctionRegistry, Resources, _Problems
 from portway.config.errors import DefinitionErrors
 from portway.config.model import Deployment
+from portway.observability.exchange import ApiIdentity
+from portway.observability.metrics import UNROUTED, RouteStats
 from portway.websocket.gateway import ConnectionHub, WebSocketGateway
-from portway.websocket.model import WebSocketApi, WsLambda
+from portway.websocket.model import CONNECT, DISCONNECT, WebSocketApi, WsLambda
 
 __all__ = ["DEFAULT_WEBSOCKET_STAGE", "compile_websocket"]
 
@@ -73,6 +75,16 @@ def compile_websocket(
     if out.items:
         raise DefinitionErrors(out.items)
     region = next((spec.region for spec in registry.specs.values()), "us-east-1")
+    monitor = resources.monitor
+    stats: dict[str, RouteStats] = {}
+    if monitor is not None:
+        identity = ApiIdentity(
+            api_id=api.api_id, api_name=api.name, stage=stage, kind="WEBSOCKET", region=region
+        )
+        for key in {CONNECT, DISCONNECT, *api.routes}:
+            event_type = "CONNECT" if key == CONNECT else "DISCONNECT" if key == DISCONNECT else "MESSAGE"
+            stats[key] = monitor.route(identity, event_type, key, key)
+        stats[UNROUTED] = monitor.route(identity, "MESSAGE", UNROUTED, UNROUTED)
     return WebSocketGateway(
         api=api,
         stage=stage,
@@ -84,4 +96,6 @@ def compile_websocket(
         targets=targets,
         authorizers=authorizers,
         region=region,
+        monitor=monitor,
+        stats=stats,
     )

@@ -39,6 +39,7 @@ import orjson
 from portway.config.compile import FunctionOrigin
 from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.lambdas.spec import FunctionSpec
+from portway.observability.metrics import UNROUTED, Monitor, RouteStats
 from portway.routing import BadPath
 from portway.stages.policy import Decision, PolicyError, evaluate
 from portway.state.store import StoreUnavailable
@@ -224,6 +225,8 @@ class WebSocketGateway:
     authorizers: Mapping[str, str] = field(default_factory=dict)  # route key → its authorizer's function
     region: str = "us-east-1"
     account_id: str = "123456789012"
+    monitor: Monitor | None = None
+    stats: dict[str, RouteStats] = field(default_factory=dict)  # per route key, and UNROUTED
     selection: SelectionExpression = field(init=False)
     prefix: str = field(init=False)
 
@@ -328,7 +331,9 @@ class WebSocketGateway:
         server = scope.get("server")
         port = int(server[1]) if server and server[1] is not None else 80
         scheme = "wss" if scope.get("scheme") == "wss" else "ws"
-        refused, context = await self._connect(context, headers, query, port, scheme)
+        started = time.perf_counter()
+        refused, context, integration_ms = await self._connect(context, headers, query, port, scheme)
+        self._observe(CONNECT, refused[0] if refused is not None else 200, started, integration_ms)
         if refused is not None:
             await _refuse(send, *refused)
             return
@@ -373,18 +378,19 @@ class WebSocketGateway:
         query: bytes,
         port: int,
         scheme: str,
-    ) -> tuple[tuple[int, dict[str, Any]] | None, events.ConnectionContext]:
-        """Run ``$connect``'s authorizer and integration; (status, body) when the handshake is refused."""
+    ) -> tuple[tuple[int, dict[str, Any]] | None, events.ConnectionContext, float | None]:
+        """Run ``$connect``'s authorizer and integration: (status, body) when the handshake is refused, the
+        connection's context (with the authorizer's answer), the integration's latency."""
         route = self.api.routes.get(CONNECT)
         if route is None:
-            return None, context
+            return None, context, None
         request_id = events.new_request_id()
         now_ns = time.time_ns()
         try:
             if route.authorizer is not None:
                 refused, context = await self._authorize(route, context, headers, query, port, scheme)
                 if refused is not None:
-                    return refused, context
+                    return refused, context, None
             event = events.connect_event(
                 context,
                 headers=headers,
@@ -396,14 +402,14 @@ class WebSocketGateway:
                 scheme="https" if scheme == "wss" else "http",
             )
         except BadPath:
-            return (400, {"message": "Bad Request"}), context
-        outcome = await self._integrate(route, event, request_id, context.connection_id)
+            return (400, {"message": "Bad Request"}), context, None
+        outcome, integration_ms = await self._timed(route, event, request_id, context.connection_id)
         if outcome is None:
-            return (502, {"message": "Internal server error"}), context
+            return (502, {"message": "Internal server error"}), context, integration_ms
         status = outcome.get("statusCode") if isinstance(outcome, dict) else None
         if isinstance(status, int) and not 200 <= status < 300:
-            return (status, {"message": _reason(status)}), context
-        return None, context
+            return (status, {"message": _reason(status)}), context, integration_ms
+        return None, context, integration_ms
 
     async def _authorize(
         self,
@@ -497,11 +503,13 @@ class WebSocketGateway:
             task.add_done_callback(connection.tasks.discard)
 
     async def _message(self, connection: Connection, body: str | bytes) -> None:
+        started = time.perf_counter()
         try:
             request_id = events.new_request_id()
             chosen = select_route(self.selection, self.api.routes.keys(), body)
             if chosen.route_key is None:
                 await connection.send_message(error_answer(FORBIDDEN, connection.id, request_id))
+                self._observe(None, 403, started, None, "NO_ROUTE")
                 return
             route = self.api.routes[chosen.route_key]
             event = events.message_event(
@@ -513,14 +521,16 @@ class WebSocketGateway:
                 request_time_ns=time.time_ns(),
                 stage_variables=self.stage_variables,
             )
-            outcome = await self._integrate(route, event, request_id, connection.id)
+            outcome, integration_ms = await self._timed(route, event, request_id, connection.id)
             if outcome is None:
                 await connection.send_message(error_answer(INTERNAL_SERVER_ERROR, connection.id, request_id))
+                self._observe(route.route_key, 500, started, integration_ms, "INTEGRATION_FAILURE")
                 return
             if route.route_response:
                 answer = _answer_body(outcome)
                 if answer is not None:
                     await connection.send_message(answer)
+            self._observe(route.route_key, 200, started, integration_ms)
         except Exception:
             log.exception("[%s] message handling failed", connection.id)
         finally:
@@ -539,7 +549,42 @@ class WebSocketGateway:
             request_time_ns=time.time_ns(),
             stage_variables=self.stage_variables,
         )
-        await self._integrate(route, event, request_id, connection.id)
+        started = time.perf_counter()
+        outcome, integration_ms = await self._timed(route, event, request_id, connection.id)
+        failed = outcome is None
+        self._observe(
+            DISCONNECT,
+            500 if failed else 200,
+            started,
+            integration_ms,
+            "INTEGRATION_FAILURE" if failed else None,
+        )
+
+    async def _timed(
+        self, route: WsRoute, event: dict[str, Any], request_id: str, connection_id: str
+    ) -> tuple[Any, float]:
+        """:meth:`_integrate`, and how long it took (ms): IntegrationLatency."""
+        started = time.perf_counter()
+        outcome = await self._integrate(route, event, request_id, connection_id)
+        return outcome, (time.perf_counter() - started) * 1000
+
+    def _observe(
+        self,
+        key: str | None,
+        status: int,
+        started: float,
+        integration_ms: float | None,
+        error: str | None = None,
+    ) -> None:
+        """Count one WebSocket event in the metrics (per route key; messages no route takes under "-")."""
+        monitor = self.monitor
+        if monitor is None:
+            return
+        stats = self.stats.get(key) if key is not None else None
+        if stats is None:
+            stats = self.stats[UNROUTED]
+        latency_ms = (time.perf_counter() - started) * 1000
+        monitor.record(stats, None, status, latency_ms, 0, error, integration_ms)
 
     async def _integrate(
         self, route: WsRoute, event: dict[str, Any], request_id: str, connection_id: str
