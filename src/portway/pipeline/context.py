@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from portway.state.store import Bucket
-from portway.types import Receive, Scope
+from portway.types import Receive, Response, Scope
 
 __all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext"]
 
@@ -120,6 +120,17 @@ class RequestContext:
         self.integration_status: int | None = None
         self.integration_error: str | None = None
         self._trace_id: str | None = None
+
+    def note_authorizer(self, started: float, response: Response | None) -> Response | None:
+        """Note how the authorizer step went, for the access log: its latency since ``started``
+        (``time.perf_counter()``), its status and its error; ``response`` passes through."""
+        self.authorizer_latency_ms = (time.perf_counter() - started) * 1000
+        if response is None:
+            self.authorizer_status = 200
+        else:
+            self.authorizer_status = response.status
+            self.authorizer_error = response.error_message
+        return response
 
     # Read from the scope when asked: most routes never need them.
 

@@ -810,16 +810,8 @@ class AuthorizerStage:
             self.view = "http2" if integration_payload == "2.0" else "http1"
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
-        """Authorize, noting for the access log how long it took, and its status and error."""
         started = time.perf_counter()
-        response = await self._authorize(ctx)
-        ctx.authorizer_latency_ms = (time.perf_counter() - started) * 1000
-        if response is None:
-            ctx.authorizer_status = 200
-        else:
-            ctx.authorizer_status = response.status
-            ctx.authorizer_error = response.error_message
-        return response
+        return ctx.note_authorizer(started, await self._authorize(ctx))
 
     async def _authorize(self, ctx: RequestContext) -> Response | None:
         authorizer = self.authorizer

@@ -29,14 +29,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 
 from portway.config.compile import FunctionOrigin
+from portway.integrations.events import parse_query
 from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.lambdas.spec import FunctionSpec
 from portway.observability.metrics import UNROUTED, Monitor, RouteStats
@@ -617,8 +619,6 @@ class WebSocketGateway:
 
 
 def _with_authorizer(context: events.ConnectionContext, view: dict[str, Any]) -> events.ConnectionContext:
-    from dataclasses import replace
-
     return replace(context, authorizer=view)
 
 
@@ -658,8 +658,6 @@ def _is_text(data: bytes) -> bool:
 
 
 def _query_pairs(query: bytes) -> list[tuple[str, str]]:
-    from portway.integrations.events import parse_query
-
     try:
         return parse_query(query)
     except BadPath:
@@ -667,8 +665,6 @@ def _query_pairs(query: bytes) -> list[tuple[str, str]]:
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
