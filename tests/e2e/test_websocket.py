@@ -340,3 +340,26 @@ async def test_websocket_metrics(gateway_factory: GatewayFactory, events: Path) 
     assert value(samples, "apigateway_integration_error_total", route="fail") == 1
     assert value(samples, "apigateway_integration_latency_milliseconds_count", route="echo") == 1
     assert value(samples, "apigateway_count_total", route="$disconnect") == 1
+
+
+async def test_websocket_access_log(gateway_factory: GatewayFactory, events: Path, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    variables = {"events": str(events)}
+    gw = gateway_factory(
+        API, FUNCTIONS, stage="dev", stage_variables=variables, access_log=str(log), metrics=False
+    )
+    async with connect(ws_url(gw)) as ws:
+        me = await ask(ws, {"action": "whoami"})
+        await ask(ws, {"action": "fail"})
+    recorded(events, "DISCONNECT")
+    gw.stop()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(line["eventType"], line["routeKey"], line["status"]) for line in lines] == [
+        ("CONNECT", "$connect", "200"),
+        ("MESSAGE", "whoami", "200"),
+        ("MESSAGE", "fail", "500"),
+        ("DISCONNECT", "$disconnect", "200"),
+    ]
+    assert {line["connectionId"] for line in lines} == {me["connectionId"]}
+    assert lines[1]["messageId"] == me["messageId"]
+    assert lines[2]["error"] == "INTEGRATION_FAILURE"

@@ -98,4 +98,5 @@ def compile_websocket(
         region=region,
         monitor=monitor,
         stats=stats,
+        access_log=resources.access_log,
     )

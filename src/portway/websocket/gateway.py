@@ -38,9 +38,10 @@ from urllib.parse import unquote
 import orjson
 
 from portway.config.compile import FunctionOrigin
-from portway.integrations.events import parse_query
+from portway.integrations.events import parse_query, request_time
 from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.lambdas.spec import FunctionSpec
+from portway.observability.access_log import AccessLogWriter
 from portway.observability.metrics import UNROUTED, Monitor, RouteStats
 from portway.routing import BadPath
 from portway.stages.policy import Decision, PolicyError, evaluate
@@ -229,6 +230,7 @@ class WebSocketGateway:
     account_id: str = "123456789012"
     monitor: Monitor | None = None
     stats: dict[str, RouteStats] = field(default_factory=dict)  # per route key, and UNROUTED
+    access_log: AccessLogWriter | None = None  # one JSON line per event when access logging is on
     selection: SelectionExpression = field(init=False)
     prefix: str = field(init=False)
 
@@ -334,8 +336,19 @@ class WebSocketGateway:
         port = int(server[1]) if server and server[1] is not None else 80
         scheme = "wss" if scope.get("scheme") == "wss" else "ws"
         started = time.perf_counter()
-        refused, context, integration_ms = await self._connect(context, headers, query, port, scheme)
-        self._observe(CONNECT, refused[0] if refused is not None else 200, started, integration_ms)
+        request_id = events.new_request_id()
+        refused, context, integration_ms = await self._connect(
+            context, headers, query, port, scheme, request_id
+        )
+        self._observe(
+            CONNECT,
+            refused[0] if refused is not None else 200,
+            started,
+            integration_ms,
+            event_type="CONNECT",
+            request_id=request_id,
+            context=context,
+        )
         if refused is not None:
             await _refuse(send, *refused)
             return
@@ -380,13 +393,13 @@ class WebSocketGateway:
         query: bytes,
         port: int,
         scheme: str,
+        request_id: str,
     ) -> tuple[tuple[int, dict[str, Any]] | None, events.ConnectionContext, float | None]:
         """Run ``$connect``'s authorizer and integration: (status, body) when the handshake is refused, the
         connection's context (with the authorizer's answer), the integration's latency."""
         route = self.api.routes.get(CONNECT)
         if route is None:
             return None, context, None
-        request_id = events.new_request_id()
         now_ns = time.time_ns()
         try:
             if route.authorizer is not None:
@@ -511,14 +524,24 @@ class WebSocketGateway:
             chosen = select_route(self.selection, self.api.routes.keys(), body)
             if chosen.route_key is None:
                 await connection.send_message(error_answer(FORBIDDEN, connection.id, request_id))
-                self._observe(None, 403, started, None, "NO_ROUTE")
+                self._observe(
+                    None,
+                    403,
+                    started,
+                    None,
+                    "NO_ROUTE",
+                    event_type="MESSAGE",
+                    request_id=request_id,
+                    context=connection.context,
+                )
                 return
             route = self.api.routes[chosen.route_key]
+            message_id = events.new_message_id()
             event = events.message_event(
                 connection.context,
                 route_key=route.route_key,
                 body=body,
-                message_id=events.new_message_id(),
+                message_id=message_id,
                 request_id=request_id,
                 request_time_ns=time.time_ns(),
                 stage_variables=self.stage_variables,
@@ -526,13 +549,32 @@ class WebSocketGateway:
             outcome, integration_ms = await self._timed(route, event, request_id, connection.id)
             if outcome is None:
                 await connection.send_message(error_answer(INTERNAL_SERVER_ERROR, connection.id, request_id))
-                self._observe(route.route_key, 500, started, integration_ms, "INTEGRATION_FAILURE")
+                self._observe(
+                    route.route_key,
+                    500,
+                    started,
+                    integration_ms,
+                    "INTEGRATION_FAILURE",
+                    event_type="MESSAGE",
+                    request_id=request_id,
+                    context=connection.context,
+                    message_id=message_id,
+                )
                 return
             if route.route_response:
                 answer = _answer_body(outcome)
                 if answer is not None:
                     await connection.send_message(answer)
-            self._observe(route.route_key, 200, started, integration_ms)
+            self._observe(
+                route.route_key,
+                200,
+                started,
+                integration_ms,
+                event_type="MESSAGE",
+                request_id=request_id,
+                context=connection.context,
+                message_id=message_id,
+            )
         except Exception:
             log.exception("[%s] message handling failed", connection.id)
         finally:
@@ -560,6 +602,9 @@ class WebSocketGateway:
             started,
             integration_ms,
             "INTEGRATION_FAILURE" if failed else None,
+            event_type="DISCONNECT",
+            request_id=request_id,
+            context=connection.context,
         )
 
     async def _timed(
@@ -577,16 +622,36 @@ class WebSocketGateway:
         started: float,
         integration_ms: float | None,
         error: str | None = None,
+        *,
+        event_type: str,
+        request_id: str,
+        context: events.ConnectionContext,
+        message_id: str | None = None,
     ) -> None:
-        """Count one WebSocket event in the metrics (per route key; messages no route takes under "-")."""
-        monitor = self.monitor
-        if monitor is None:
-            return
-        stats = self.stats.get(key) if key is not None else None
-        if stats is None:
-            stats = self.stats[UNROUTED]
+        """Count one WebSocket event in the metrics (per route key; messages no route takes under "-"), and
+        write its access log line: JSON with the ``$context`` names of a WebSocket API's access log."""
         latency_ms = (time.perf_counter() - started) * 1000
-        monitor.record(stats, None, status, latency_ms, 0, error, integration_ms)
+        monitor = self.monitor
+        if monitor is not None:
+            stats = self.stats.get(key) if key is not None else None
+            if stats is None:
+                stats = self.stats[UNROUTED]
+            monitor.record(stats, None, status, latency_ms, 0, error, integration_ms)
+        if self.access_log is not None:
+            line = {
+                "requestId": request_id,
+                "requestTime": request_time(time.time_ns()),
+                "eventType": event_type,
+                "routeKey": key or "-",
+                "connectionId": context.connection_id,
+                "messageId": message_id or "-",
+                "ip": context.source_ip,
+                "status": str(status),
+                "responseLatency": str(round(latency_ms)),
+                "integrationLatency": "-" if integration_ms is None else str(round(integration_ms)),
+                "error": error or "-",
+            }
+            self.access_log.write(orjson.dumps(line).decode())
 
     async def _integrate(
         self, route: WsRoute, event: dict[str, Any], request_id: str, connection_id: str

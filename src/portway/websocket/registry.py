@@ -277,10 +277,7 @@ class Lanes:
                     waiting.set_exception(NodeUnreachable(ERR_NODE_STOPPING))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        await cancel_and_wait(self._tasks)
 
 
 class NodeCore:
@@ -439,7 +436,7 @@ class NodeCore:
         task.add_done_callback(self._callbacks.discard)
 
     async def _every(self, interval_s: float, work: Callable[[], Awaitable[object]]) -> None:
-        while True:
+        while not self._stopped:
             await asyncio.sleep(interval_s)
             try:
                 await work()
@@ -451,14 +448,20 @@ class NodeCore:
     async def _halt(self) -> None:
         """Cancel the loops, the lanes and the callbacks."""
         self._stopped = True
-        tasks = [*self._loops, *self._callbacks]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await cancel_and_wait([*self._loops, *self._callbacks])
         self._loops = []
         if self._lanes is not None:
             await self._lanes.close()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until they are done, cancelling again what goes on: on Python 3.11 a
+    cancellation that arrives as an ``asyncio.wait_for`` inside completes is lost (redis-py uses it)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
 
 
 async def _close_all(local: LocalConnections, connection_ids: list[str]) -> None:

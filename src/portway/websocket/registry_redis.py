@@ -90,6 +90,7 @@ from portway.websocket.registry import (
     NodeCore,
     NodeUnreachable,
     OnOrphaned,
+    cancel_and_wait,
     log,
 )
 
@@ -594,7 +595,7 @@ class RedisRegistry(NodeCore):
         """Keep this node subscribed to its channel: reconnect and resubscribe (with back-off) whenever the
         subscription fails or goes silent."""
         pause = RECONNECT_FIRST_S
-        while True:
+        while not self._stopped:
             pubsub = self._redis.pubsub()
             try:
                 await self._subscribe(pubsub)
@@ -630,7 +631,7 @@ class RedisRegistry(NodeCore):
         heard = loop.time()
         pinged = False
         try:
-            while True:
+            while not self._stopped:
                 quiet = loop.time() - heard
                 if quiet >= interval + self._timeout_s:
                     raise StoreUnavailable(
@@ -769,11 +770,7 @@ class RedisRegistry(NodeCore):
 
     async def _halt_all(self) -> None:
         await self._halt()
-        tasks = [task for task in (self._sender, self._replier) if task is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await cancel_and_wait(task for task in (self._sender, self._replier) if task is not None)
         stopped = StoreUnavailable(ERR_STOPPED.format(node=self.node))
         for *_, routed in self._outbox:
             if not routed.done():
