@@ -363,3 +363,18 @@ async def test_websocket_access_log(gateway_factory: GatewayFactory, events: Pat
     assert {line["connectionId"] for line in lines} == {me["connectionId"]}
     assert lines[1]["messageId"] == me["messageId"]
     assert lines[2]["error"] == "INTEGRATION_FAILURE"
+
+
+async def test_pings_are_answered_and_a_broken_socket_still_disconnects(
+    gw: RunningGateway, events: Path
+) -> None:
+    async with connect(ws_url(gw)) as ws:
+        pong = await ws.ping(b"are you there")
+        latency = await asyncio.wait_for(pong, 10)
+        assert latency >= 0
+        me = await ask(ws, {"action": "whoami"})
+        assert ws.transport is not None
+        ws.transport.abort()  # no close frame: the socket just goes
+    (event,) = recorded(events, "DISCONNECT")
+    assert event["requestContext"]["connectionId"] == me["connectionId"]
+    assert event["requestContext"]["disconnectStatusCode"] == 1006

@@ -53,8 +53,8 @@ class Sockets:
         self.open: set[str] = set()
         self.received: dict[str, list[tuple[bytes, bool]]] = {}
         self.closed: list[str] = []
-        self.stall = asyncio.Event()  # set: sends wait until it is cleared… never, in practice
-        self.failing = False
+        self.stalled = False  # True: sends hang (a socket whose peer stopped reading)
+        self.failing = False  # True: sends raise
 
     def accept(self, connection_id: str) -> None:
         self.open.add(connection_id)
@@ -69,7 +69,7 @@ class Sockets:
             return False
         if self.failing:
             raise RuntimeError("the socket's writer broke")
-        if self.stall.is_set():
+        if self.stalled:
             await asyncio.Event().wait()
         await asyncio.sleep(0)  # a real socket write yields: order must survive it
         self.received[connection_id].append((data, binary))
@@ -294,7 +294,7 @@ async def test_a_failing_socket_is_an_error_not_gone(
 async def test_a_node_that_does_not_answer_is_unreachable(cluster: Cluster) -> None:
     a, b = await cluster.node("a", reply_timeout_s=0.2), await cluster.node("b")
     await b.connect("c1")
-    b.sockets.stall.set()
+    b.sockets.stalled = True
     started = time.monotonic()
     with pytest.raises(NodeUnreachable, match=r"did not answer within 0\.2 s"):
         await a.registry.send("c1", b"x")
@@ -461,7 +461,11 @@ async def test_redis_node_declared_dead_closes_its_sockets(redis_url: str) -> No
             await raw.delete("{" + cluster.namespace + "}:ws:alive:b")
         assert [info.connection_id for info in await a.registry.sweep()] == ["c1"]
         await b.registry.sweep()  # b beats again, and learns it was declared dead
-        await eventually(lambda: _true(b.sockets.closed == ["c1"]))
+
+        async def closed() -> bool:
+            return b.sockets.closed == ["c1"]
+
+        await eventually(closed)
         assert await b.registry.local_ids() == []
     finally:
         await cluster.close()
@@ -492,7 +496,9 @@ async def test_redis_restart_is_survived(private: PrivateRedis, caplog: pytest.L
 
             async def delivered() -> bool:
                 with contextlib.suppress(StoreUnavailable):
-                    return await a.registry.send("c1", b"after") is Delivery.DELIVERED
+                    delivery = await a.registry.send("c1", b"after")
+                    assert delivery is not Delivery.GONE  # never, while b writes it again
+                    return True
                 return False
 
             await eventually(delivered, within_s=5.0)
@@ -544,22 +550,40 @@ async def test_redis_add_during_an_outage_is_written_later(private: PrivateRedis
         await cluster.close()
 
 
-async def test_redis_frozen_fails_fast_then_recovers(private: PrivateRedis) -> None:
+async def test_redis_frozen_fails_fast_then_catches_up(private: PrivateRedis) -> None:
     cluster = Cluster("redis", private.url)
     try:
         a = await cluster.node("a", connect_timeout_s=0.1, timeout_s=0.1)
         b = await cluster.node("b", connect_timeout_s=0.1, timeout_s=0.1)
         await b.connect("c1")
-        private.pause()
+        await b.connect("c2")
+        private.pause()  # nothing answers; nothing is lost
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
             await a.registry.send("c1", b"x")
         assert time.monotonic() - started < 1.5
+        await b.registry.remove("c2")  # never raises: retried
+        await b.registry.touch("c1", T0_MS + 7)  # buffered
+        with pytest.raises(StoreUnavailable):
+            await b.connect("c3")  # b's all the same: written later
         private.resume()
 
-        async def delivered() -> bool:
+        async def caught_up() -> bool:
             with contextlib.suppress(StoreUnavailable):
-                return await a.registry.send("c1", b"y") is Delivery.DELIVERED
+                one, two, three = [await a.registry.get(name) for name in ("c1", "c2", "c3")]
+                return (
+                    one is not None
+                    and one.last_active_at_ms == T0_MS + 7
+                    and two is None
+                    and three is not None
+                )
+            return False
+
+        await eventually(caught_up)
+
+        async def delivered() -> bool:  # once b's subscription is back (NodeUnreachable until then)
+            with contextlib.suppress(StoreUnavailable):
+                return await a.registry.send("c3", b"y") is Delivery.DELIVERED
             return False
 
         await eventually(delivered)
@@ -567,5 +591,19 @@ async def test_redis_frozen_fails_fast_then_recovers(private: PrivateRedis) -> N
         await cluster.close()
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def test_redis_flood_keeps_the_owner_subscribed(private: PrivateRedis) -> None:
+    """Redis drops a subscriber that falls too far behind: the sender's window keeps the owner under it.
+    (Without the window, max_in_flight_bytes=1 GB, this flood costs b its subscription.)"""
+    async with Redis.from_url(private.url) as raw:
+        await raw.config_set("client-output-buffer-limit", "pubsub 256kb 128kb 60")
+    cluster = Cluster("redis", private.url)
+    try:
+        a = await cluster.node("a", max_in_flight_bytes=192 * 1024)
+        b = await cluster.node("b")
+        await b.connect("c1")
+        bodies = [bytes([n]) * MAX_PAYLOAD_BYTES for n in range(64)]  # 8 MB at once
+        answers = await asyncio.gather(*(a.registry.send("c1", body, binary=True) for body in bodies))
+        assert answers == [Delivery.DELIVERED] * 64
+        assert [body for body, _ in b.sockets.received["c1"]] == bodies
+    finally:
+        await cluster.close()

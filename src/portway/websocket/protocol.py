@@ -16,6 +16,7 @@ from websockets.frames import Frame
 __all__ = ["FRAME_TOO_BIG", "GatewayWebSocketProtocol", "protocol_with_limits"]
 
 FRAME_TOO_BIG = 1009  # RFC 6455: a message too big to process
+ABNORMAL_CLOSURE = 1006  # RFC 6455: the connection closed without a close frame
 
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -32,6 +33,13 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_cont(self, event: Frame) -> None:
         if self._fits(event):
             super().handle_cont(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handshake_complete and not self.close_sent and self.conn.close_rcvd is None:
+            # The socket went without a close frame: RFC 6455's 1006 (uvicorn would say 1005, "a close frame
+            # without a status"). The application reads this first disconnect and stops there.
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": ABNORMAL_CLOSURE, "reason": ""})
+        super().connection_lost(exc)
 
     async def send(self, message: Any) -> None:
         await super().send(message)

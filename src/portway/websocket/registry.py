@@ -19,15 +19,19 @@ hosts sharing one Redis).
 Guarantees common to both (``tests/websocket/test_registry.py`` holds them to it):
 
 - sends (and closes) to one connection from one node, whose calls start in order, reach the connection in
-  that order, and each answers DELIVERED, GONE, or raises within a bounded time (the Redis deadline plus
-  ``reply_timeout_s``);
+  that order, and each answers DELIVERED, GONE, or raises within a bounded time (``reply_timeout_s`` for the
+  owner's answer, plus the store's own bounds);
 - GONE is definite: the connection is not registered, its node said it is not there, or its node is dead
   (then the dead node's connections are removed and reported as orphaned);
 - :class:`NodeUnreachable` (a :class:`~portway.state.store.StoreUnavailable`) means "not known now": the
   connection's node is alive by its heart-beat but did not answer;
 - a janitor reaps dead nodes only after its own node has watched the cluster for a whole heart-beat TTL
   without trouble, so that a registry that was cut off (or a Redis that restarted from a snapshot) gives every
-  live node the chance to beat again before anyone is declared dead.
+  live node the chance to beat again before anyone is declared dead;
+- a node declared dead that was only stalled (longer than the TTL) closes its sockets when it finds out at
+  its next heart-beat: ``$disconnect`` already ran for them elsewhere.
+
+Node names must be unique in the cluster: :func:`default_node_name` is, per process start.
 
 >>> import asyncio
 >>> async def demo() -> Delivery:

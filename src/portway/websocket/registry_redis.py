@@ -54,6 +54,7 @@ import functools
 import itertools
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -94,9 +95,10 @@ from portway.websocket.registry import (
     log,
 )
 
-__all__ = ["DEFAULT_MAX_BATCH", "RedisRegistry"]
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_IN_FLIGHT_BYTES", "RedisRegistry"]
 
 DEFAULT_MAX_BATCH = 256  # requests per script call
+DEFAULT_MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024  # requests sent and not yet answered, per node
 MAX_BATCH_BYTES = 1024 * 1024  # … and their bytes (a batch holds at least one request)
 CHUNK = 500  # connections per script call when writing or removing many
 TOMBSTONE_TTL_MS = 3_600_000
@@ -107,6 +109,11 @@ ERR_UNAVAILABLE = "Redis at {where} cannot be reached: {error}"
 ERR_FAILED = "Redis at {where} failed: {error}"
 ERR_NAMESPACE = "a connection registry namespace is not empty and holds no '{{' or '}}': {namespace!r}"
 ERR_SILENT_SUBSCRIPTION = "the subscription went silent"
+ERR_SETTLING = (
+    "connection {connection_id!r} is not registered, but Redis was unreachable moments ago: its node may not"
+    " have registered it again yet"
+)
+ERR_BACKLOG = "node {node!r} could not send within {seconds:g} s (too many messages in flight)"
 
 # Messages on a node's channel. A request: kind b"Q", the operation, the correlation id, the lengths of the
 # caller's node name and of the connection id, then those two and the payload (binary-safe, as it is).
@@ -261,7 +268,17 @@ redis.call('SREM', KEYS[1], ARGV[3])
 return 0
 """
 
-_Outgoing = tuple[str, bytes, "asyncio.Future[tuple[int, str]]"]
+
+class _Outgoing:
+    """A request waiting to go out, or gone out (``sent``: its bytes count against the window)."""
+
+    __slots__ = ("key", "message", "routed", "sent")
+
+    def __init__(self, key: str, message: bytes, routed: asyncio.Future[tuple[int, str]]) -> None:
+        self.key = key
+        self.message = message
+        self.routed = routed  # the send script's answer for it: (code, owner)
+        self.sent = False
 
 
 class RedisRegistry(NodeCore):
@@ -294,6 +311,7 @@ class RedisRegistry(NodeCore):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_batch: int = DEFAULT_MAX_BATCH,
+        max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
         outage: StoreOutage | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -310,6 +328,7 @@ class RedisRegistry(NodeCore):
         )
         self.namespace = namespace
         self.max_batch = max_batch
+        self.max_in_flight_bytes = max_in_flight_bytes
         self.outage = outage or StoreOutage(
             "websocket connections", "@connections calls for other nodes' connections fail"
         )
@@ -343,7 +362,9 @@ class RedisRegistry(NodeCore):
         self._beat_script = self._script(_BEAT_LUA)
         self._reap_script = self._script(_REAP_LUA)
         self._leave_script = self._script(_LEAVE_LUA)
-        self._outbox: list[_Outgoing] = []
+        self._outbox: deque[_Outgoing] = deque()
+        self._in_flight = 0  # bytes of requests sent and not yet answered
+        self._window = asyncio.Event()  # set when _in_flight drops below the bound
         self._sender: asyncio.Task[None] | None = None
         self._replies: list[tuple[bytes, bytes]] = []
         self._replier: asyncio.Task[None] | None = None
@@ -354,6 +375,7 @@ class RedisRegistry(NodeCore):
         self._unsynced: set[str] = set()  # this node's connections Redis may not hold
         self._unremoved: set[str] = set()  # removed here, perhaps not in Redis
         self._listened = False
+        self._had_outage = False
         self._closed = False
         self.script_calls = 0  # send script invocations so far: how well the batching works
 
@@ -459,14 +481,23 @@ class RedisRegistry(NodeCore):
         routed: asyncio.Future[tuple[int, str]] = loop.create_future()
         reply: asyncio.Future[int] = loop.create_future()
         self._waiting[correlation] = reply
-        self._outbox.append(
-            (self._conn_prefix + connection_id, b"".join((header, self._node_bytes, target, data)), routed)
+        item = _Outgoing(
+            self._conn_prefix + connection_id, b"".join((header, self._node_bytes, target, data)), routed
         )
+        self._outbox.append(item)
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_requests())
         try:
-            code, owner = await routed
+            try:
+                async with asyncio.timeout(self._deadline_s + self.reply_timeout_s):
+                    code, owner = await routed
+            except TimeoutError:  # still queued behind a full window (sent ones are answered by the deadline)
+                raise StoreUnavailable(
+                    ERR_BACKLOG.format(node=self.node, seconds=self._deadline_s + self.reply_timeout_s)
+                ) from None
             if code == NO_CONNECTION:
+                if self._had_outage and not self._may_reap():  # Redis may have lost it: not GONE yet
+                    raise NodeUnreachable(ERR_SETTLING.format(connection_id=connection_id))
                 return Delivery.GONE
             if code == OWNER_DEAD:
                 return await self._owner_dead(owner)
@@ -483,6 +514,10 @@ class RedisRegistry(NodeCore):
                 ) from None
         finally:
             self._waiting.pop(correlation, None)
+            if item.sent:
+                self._in_flight -= len(item.message)
+                if self._in_flight < self.max_in_flight_bytes:
+                    self._window.set()
         if outcome == OUT_DELIVERED:
             return Delivery.DELIVERED
         if outcome == OUT_GONE:
@@ -497,40 +532,59 @@ class RedisRegistry(NodeCore):
         return Delivery.GONE
 
     async def _send_requests(self) -> None:
-        """Send the queue, one script call at a time; what queues meanwhile goes in the next call."""
+        """Send the queue in order, one script call at a time (what queues meanwhile goes in the next),
+        keeping at most ``max_in_flight_bytes`` sent and unanswered: Redis disconnects a subscriber whose
+        output buffer grows past its ``client-output-buffer-limit pubsub`` (32 MB by default), so a flood
+        of sends waits here instead of costing the owner its subscription."""
+        outbox = self._outbox
         try:
-            while self._outbox:
-                size, count = 0, 0
-                for _, message, _ in self._outbox:
-                    if count and (count == self.max_batch or size + len(message) > MAX_BATCH_BYTES):
+            while outbox:
+                if self._in_flight >= self.max_in_flight_bytes:
+                    self._window.clear()
+                    await self._window.wait()
+                    continue
+                batch: list[_Outgoing] = []
+                size = 0
+                while outbox and len(batch) < self.max_batch:
+                    item = outbox[0]
+                    if item.routed.done():  # its caller gave up waiting
+                        outbox.popleft()
+                        continue
+                    length = len(item.message)
+                    if batch and (
+                        size + length > MAX_BATCH_BYTES
+                        or self._in_flight + size + length > self.max_in_flight_bytes
+                    ):
                         break
-                    size += len(message)
-                    count += 1
-                batch = self._outbox[:count]
-                del self._outbox[:count]
-                await self._route(batch)
+                    outbox.popleft()
+                    item.sent = True
+                    batch.append(item)
+                    size += length
+                if batch:
+                    self._in_flight += size
+                    await self._route(batch)
         finally:
             self._sender = None
 
     async def _route(self, batch: list[_Outgoing]) -> None:
-        keys = [key for key, _, _ in batch]
-        args = [self._prefix.encode(), *(message for _, message, _ in batch)]
+        keys = [item.key for item in batch]
+        args = [self._prefix.encode(), *(item.message for item in batch)]
         try:
             self.script_calls += 1
             reply = await self._call(self._send_script(keys=keys, args=args))
         except StoreError as exc:  # every caller of the batch gets the failure
-            for *_, routed in batch:
-                if not routed.done():
-                    routed.set_exception(exc)
+            for item in batch:
+                if not item.routed.done():
+                    item.routed.set_exception(exc)
             return
         except BaseException:  # cancelled: the registry is stopping
-            for *_, routed in batch:
-                if not routed.done():
-                    routed.set_exception(StoreUnavailable(ERR_STOPPED.format(node=self.node)))
+            for item in batch:
+                if not item.routed.done():
+                    item.routed.set_exception(StoreUnavailable(ERR_STOPPED.format(node=self.node)))
             raise
-        for index, (*_, routed) in enumerate(batch):
-            if not routed.done():
-                routed.set_result((int(reply[2 * index]), reply[2 * index + 1].decode()))
+        for index, item in enumerate(batch):
+            if not item.routed.done():
+                item.routed.set_result((int(reply[2 * index]), reply[2 * index + 1].decode()))
 
     # -- serving requests from other nodes ------------------------------------------------------------
 
@@ -576,11 +630,16 @@ class RedisRegistry(NodeCore):
             while self._replies:
                 batch = self._replies[: self.max_batch]
                 del self._replies[: self.max_batch]
-                pipe = self._redis.pipeline(transaction=False)
-                for channel, body in batch:
-                    pipe.publish(channel, body)
+                command: Awaitable[object]
+                if len(batch) == 1:
+                    command = self._redis.publish(*batch[0])
+                else:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for channel, body in batch:
+                        pipe.publish(channel, body)
+                    command = pipe.execute()
                 with contextlib.suppress(StoreError):  # reported; the callers time out
-                    await self._call(pipe.execute())
+                    await self._call(command)
         finally:
             self._replier = None
 
@@ -607,6 +666,8 @@ class RedisRegistry(NodeCore):
                 await self._read(pubsub)
             except StoreUnavailable:
                 pass  # reported once by the outage
+            except Exception:  # never give up listening: a node that does not listen is unreachable
+                log.exception("node %s: its subscription failed", self.node)
             finally:
                 ready.set()
                 with contextlib.suppress(Exception):
@@ -617,11 +678,16 @@ class RedisRegistry(NodeCore):
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         await self._call(pubsub.subscribe(self._inbox))
-        async with asyncio.timeout(self._deadline_s):  # PUBLISH counts us once Redis confirmed
-            while True:
-                message = await self._call(pubsub.get_message(timeout=self._timeout_s))
-                if message is not None and message["type"] == "subscribe":
-                    return
+        try:
+            async with asyncio.timeout(self._deadline_s):  # PUBLISH counts us once Redis confirmed
+                while True:
+                    message = await self._call(pubsub.get_message(timeout=self._timeout_s))
+                    if message is not None and message["type"] == "subscribe":
+                        return
+        except TimeoutError:
+            failure = StoreUnavailable(ERR_UNAVAILABLE.format(where=self._where, error="no SUBSCRIBE answer"))
+            self._down(failure)
+            raise failure from None
 
     async def _read(self, pubsub: PubSub) -> None:
         """Hand every message to :meth:`_dispatch`; when the channel is quiet for a heart-beat interval,
@@ -748,9 +814,10 @@ class RedisRegistry(NodeCore):
         nodes' janitors reap them once the heart-beat expires), close every connection to Redis."""
         if self._stopped:
             return
+        started = self._lanes is not None
         await self._halt_all()
         try:
-            while await self._call(
+            while started and await self._call(
                 self._leave_script(
                     keys=[self._nodes_key, self._alive_key, self._node_key],
                     args=[self._prefix, CHUNK, self.node],
@@ -772,9 +839,9 @@ class RedisRegistry(NodeCore):
         await self._halt()
         await cancel_and_wait(task for task in (self._sender, self._replier) if task is not None)
         stopped = StoreUnavailable(ERR_STOPPED.format(node=self.node))
-        for *_, routed in self._outbox:
-            if not routed.done():
-                routed.set_exception(stopped)
+        for item in self._outbox:
+            if not item.routed.done():
+                item.routed.set_exception(stopped)
         self._outbox.clear()
         self._replies.clear()
         for waiting in self._waiting.values():
@@ -811,6 +878,7 @@ class RedisRegistry(NodeCore):
     def _down(self, failure: StoreUnavailable) -> None:
         self.outage.failed(failure)
         self._troubled()
+        self._had_outage = True
 
 
 def _translate(exc: BaseException, where: str) -> StoreError:
