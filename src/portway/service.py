@@ -37,7 +37,6 @@ from portway.websocket.compile import compile_websocket
 from portway.websocket.gateway import ConnectionHub, WebSocketGateway
 from portway.websocket.model import WebSocketApi
 from portway.websocket.protocol import protocol_with_limits
-from portway.websocket.registry import open_registry
 
 __all__ = ["AdminTokenRequired", "Service", "ServiceOptions", "run_event_loop"]
 
@@ -219,6 +218,7 @@ class Service:
             await self.resources.key_cache.preload()
         self.app = PortwayApp(gateway)
         if isinstance(gateway, WebSocketGateway):
+            gateway.hub.gateway = gateway
             await gateway.hub.start()
         monitor = self.resources.monitor
         if monitor is not None and self.options.admin_port is not None and self.admin is None:
@@ -244,7 +244,7 @@ class Service:
                 else "memory"
             )
             self._hub = ConnectionHub(
-                open_registry(url),
+                url,
                 clock=self.options.clock or time.time,
                 sweep_interval_s=self.options.websocket_sweep_s,
             )
@@ -445,6 +445,8 @@ class Service:
             log.error("reload: %s", problem)
         assert self.app is not None
         self.app.swap(gateway)
+        if isinstance(gateway, WebSocketGateway):
+            gateway.hub.gateway = gateway
         log.info("reloaded %s (%d routes)", self.options.definition, len(gateway.routes()))
         return True
 

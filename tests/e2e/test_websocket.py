@@ -378,3 +378,23 @@ async def test_pings_are_answered_and_a_broken_socket_still_disconnects(
     (event,) = recorded(events, "DISCONNECT")
     assert event["requestContext"]["connectionId"] == me["connectionId"]
     assert event["requestContext"]["disconnectStatusCode"] == 1006
+
+
+async def test_a_dead_nodes_connections_are_cleaned_up_by_another(
+    gateway_factory: GatewayFactory, events: Path, redis_url: str
+) -> None:
+    variables = {"events": str(events)}
+    first = gateway_factory(API, FUNCTIONS, stage="dev", stage_variables=variables, state=redis_url)
+    second = gateway_factory(API, FUNCTIONS, stage="dev", stage_variables=variables, state=redis_url)
+    async with connect(ws_url(second)) as ws:
+        me = await ask(ws, {"action": "whoami"})
+        # The second node stops heart-beating, as a crashed process would (its socket stays open here).
+        await asyncio.to_thread(second.call, second.service.hub().registry.abandon())
+        (event,) = await asyncio.to_thread(recorded, events, "DISCONNECT", 1, 30.0)
+        assert event["requestContext"]["connectionId"] == me["connectionId"]
+        assert event["requestContext"]["disconnectStatusCode"] == 1006
+        with pytest.raises(ClientError) as failed:
+            await asyncio.to_thread(
+                management(first).post_to_connection, ConnectionId=me["connectionId"], Data=b"x"
+            )
+        assert failed.value.response["Error"]["Code"] == "GoneException"

@@ -49,7 +49,7 @@ from portway.state.store import StoreUnavailable
 from portway.types import Receive, Scope, Send
 from portway.websocket import events
 from portway.websocket.model import CONNECT, DISCONNECT, WebSocketApi, WsLambda, WsMock, WsRoute
-from portway.websocket.registry import ConnectionInfo, ConnectionRegistry, Delivery
+from portway.websocket.registry import ConnectionInfo, ConnectionRegistry, Delivery, open_registry
 from portway.websocket.selection import (
     FORBIDDEN,
     INTERNAL_SERVER_ERROR,
@@ -143,12 +143,17 @@ class ConnectionHub:
 
     def __init__(
         self,
-        registry: ConnectionRegistry,
+        registry: str | ConnectionRegistry = "memory",
         *,
         clock: Callable[[], float] = time.time,
         sweep_interval_s: float = 1.0,
     ) -> None:
-        self.registry = registry
+        """``registry``: a registry, or its URL (``memory``, ``redis://…``), opened so that the connections
+        of a node that died reach this node's :meth:`orphaned`."""
+        self.registry = (
+            open_registry(registry, on_orphaned=self.orphaned) if isinstance(registry, str) else registry
+        )
+        self.gateway: WebSocketGateway | None = None  # the gateway served now (set on start and reload)
         self.clock = clock
         self.sweep_interval_s = sweep_interval_s
         self.local: dict[str, Connection] = {}
@@ -179,6 +184,16 @@ class ConnectionHub:
         if connection is None:
             return False
         return await connection.close(NORMAL, "")
+
+    async def orphaned(self, infos: list[ConnectionInfo]) -> None:
+        """Connections of a node that died, cleaned up by this one: their ``$disconnect`` runs here (close
+        code 1006: their sockets went without a close frame), as API Gateway runs it for a lost connection."""
+        gateway = self.gateway
+        if gateway is None:
+            return
+        for info in infos:
+            log.warning("[%s] connection of dead node %s cleaned up", info.connection_id, info.node)
+            await gateway.disconnected(gateway.context_of(info), ABNORMAL, "")
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -383,7 +398,7 @@ class WebSocketGateway:
             for task in list(connection.tasks):
                 task.cancel()
             await self.hub.registry.remove(connection.id)
-            await self._disconnect(connection, code, reason)
+            await self.disconnected(connection.context, code, reason)
             connection.closed.set()
 
     async def _connect(
@@ -580,13 +595,28 @@ class WebSocketGateway:
         finally:
             connection.in_flight.release()
 
-    async def _disconnect(self, connection: Connection, code: int, reason: str) -> None:
+    def context_of(self, info: ConnectionInfo) -> events.ConnectionContext:
+        """A connection's context from what the registry keeps of it (another node's connection)."""
+        return events.ConnectionContext(
+            connection_id=info.connection_id,
+            connected_at_ms=info.connected_at_ms,
+            source_ip=info.source_ip,
+            api_id=self.api.api_id,
+            stage=self.stage,
+            domain_name=f"{self.api.api_id}.execute-api.{self.region}.amazonaws.com",
+            user_agent=info.user_agent,
+            region=self.region,
+            account_id=self.account_id,
+        )
+
+    async def disconnected(self, context: events.ConnectionContext, code: int, reason: str) -> None:
+        """Run ``$disconnect`` for a connection that ended with ``code`` and ``reason``."""
         route = self.api.routes.get(DISCONNECT)
         if route is None:
             return
         request_id = events.new_request_id()
         event = events.disconnect_event(
-            connection.context,
+            context,
             status_code=code,
             reason=reason,
             request_id=request_id,
@@ -594,7 +624,7 @@ class WebSocketGateway:
             stage_variables=self.stage_variables,
         )
         started = time.perf_counter()
-        outcome, integration_ms = await self._timed(route, event, request_id, connection.id)
+        outcome, integration_ms = await self._timed(route, event, request_id, context.connection_id)
         failed = outcome is None
         self._observe(
             DISCONNECT,
@@ -604,7 +634,7 @@ class WebSocketGateway:
             "INTEGRATION_FAILURE" if failed else None,
             event_type="DISCONNECT",
             request_id=request_id,
-            context=connection.context,
+            context=context,
         )
 
     async def _timed(
