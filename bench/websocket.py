@@ -27,13 +27,17 @@ Three measurements:
    after ``--idle`` (5,000) idle connections are opened from this process (kept open, the server left to
    settle), per connection. Target < 50 KB. Each target on a fresh server process.
 
-``--profile-memory N`` adds a run of the gateway under tracemalloc (started by this script, no change to
-Portway's code) that compares snapshots before and after N idle connections: where the memory goes.
+``--profile-memory N`` adds a run of the gateway under tracemalloc (switched on by this script inside the
+gateway's process, no change to Portway's code) that compares snapshots before and after N idle connections:
+where the memory goes, by the line of code that caused it.
 
 Method as bench/run.py's: the servers (and the gateway's Lambda workers with them until pinned away) on the
 first CPU, this process (the clients, the POSTs) and the Lambda workers on the second; fresh server
 processes every round; rounds rotate the order of the round-trip targets; medians; the CPU other processes
-took meanwhile is read from /proc and a disturbed round trip is measured again (``--retries``).
+took meanwhile is read from /proc and a disturbed round trip or broadcast is taken again (``--retries``);
+``--wait-for-others SECONDS`` first waits for a quiet machine. The open-files limit is raised to the hard
+limit (the servers inherit it), with a clear error when that is too low for the connections asked for.
+Every phase is bounded in time and count; connections and processes are closed on exit, Ctrl-C included.
 
     .venv/bin/python bench/websocket.py            # 3 rounds: about 2.5 minutes
     .venv/bin/python bench/websocket.py --phases memory --profile-memory 2000
@@ -70,6 +74,7 @@ from typing import Any, TypeVar, cast
 
 from run import (
     BENCH,
+    CLK_TCK,
     HOST,
     NOISY_OTHERS_CPU,
     ROOT,
@@ -105,7 +110,9 @@ WHOAMI_TIMEOUT_S = 60.0
 SNAPSHOT_TIMEOUT_S = 120.0
 TRACE_FRAMES = 12  # frames kept per traced allocation (--profile-memory)
 PROFILE_LINES = 25  # lines of its table
-FD_MARGIN = 256  # descriptors besides the connections: listeners, workers, logs, aiohttp's pool
+FD_MARGIN = 256
+QUIET_CPUS = 0.2  # --wait-for-others: a machine busier than this is not quiet
+QUIET_SAMPLE_S = 3.0  # descriptors besides the connections: listeners, workers, logs, aiohttp's pool
 
 T = TypeVar("T")
 
@@ -313,23 +320,39 @@ def other_benchmarks() -> list[str]:
     return found
 
 
+def busy_cpus(interval_s: float) -> float:
+    """CPUs the machine kept busy (user, nice, system, steal: as run.py counts them) over ``interval_s``."""
+
+    def busy() -> float:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return (int(fields[1]) + int(fields[2]) + int(fields[3]) + int(fields[8])) / CLK_TCK
+
+    before = busy()
+    time.sleep(interval_s)
+    return (busy() - before) / interval_s
+
+
 def wait_for_others(seconds: float) -> None:
-    """Wait up to ``seconds`` while other benchmarks run (then go on, with a warning)."""
+    """Wait up to ``seconds`` while other benchmarks run or the machine is busy (then go on, warning)."""
     deadline = time.monotonic() + seconds
-    others = other_benchmarks()
-    if others and seconds > 0:
+    others, load = other_benchmarks(), busy_cpus(QUIET_SAMPLE_S)
+    if (others or load > QUIET_CPUS) and seconds > 0:
         print(
-            f"other benchmark processes are running: waiting up to {seconds:.0f} s for them to end",
+            f"other processes are running ({len(others)} benchmark processes, {load:.2f} CPU busy): "
+            f"waiting up to {seconds:.0f} s for a quiet machine",
             flush=True,
         )
-        while others and time.monotonic() < deadline:
-            time.sleep(2.0)
-            others = other_benchmarks()
+        while (others or load > QUIET_CPUS) and time.monotonic() < deadline:
+            others, load = other_benchmarks(), busy_cpus(QUIET_SAMPLE_S)
     if others:
         print(
             "warning: other benchmark processes are running; the figures will suffer from it:\n  "
             + "\n  ".join(others[:5]),
             flush=True,
+        )
+    elif load > QUIET_CPUS:
+        print(
+            f"warning: other processes keep {load:.2f} CPU busy; the figures will suffer from it", flush=True
         )
 
 
@@ -1577,8 +1600,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="wait up to this long, before measuring, while other processes run something under bench/ "
-        "(default: %(default)s: only warn)",
+        help="wait up to this long, before measuring, while other processes run something under bench/ or "
+        f"keep more than {QUIET_CPUS} CPU busy (default: %(default)s: only warn)",
     )
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the servers and the clients to CPUs"

@@ -355,6 +355,7 @@ class WebSocketGateway:
         refused, context, integration_ms = await self._connect(
             context, headers, query, port, scheme, request_id
         )
+        del headers  # only $connect reads them: not kept for the connection's life (1 KB a connection)
         self._observe(
             CONNECT,
             refused[0] if refused is not None else 200,
