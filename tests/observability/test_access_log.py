@@ -528,6 +528,35 @@ def test_parse_details() -> None:
     assert repr(fmt).startswith("AccessLogFormat.parse(")
 
 
+def test_format_text_is_only_ever_text() -> None:
+    # A format compiles to Python code: its text must come out as it went in, whatever it looks like.
+    text = (
+        "x {ex} {{c}} {0!r} ' \" \\ \\n \\N{DASH} ''' \"\"\" f'{x}' \t é \ud800 "
+        "{__import__('os').getcwd()} $context.requestId }} ${ $5 %s"
+    )
+    fmt = AccessLogFormat.parse(text)
+    assert not fmt.json
+    assert fmt.render(routed_rest()) == text.replace("$context.requestId", REQUEST_ID)
+
+
+def test_a_variable_printed_twice_in_a_json_template() -> None:
+    fmt = AccessLogFormat.parse(
+        '{"id":"$context.requestId", "a":$context.identity.userAgent, "b":"$context.identity.userAgent", '
+        '"c":$context.identity.userAgent, "s":$context.status, "t":"$context.status"}'
+    )
+    agent = (HOSTILE_AGENT + b"\nsecond line").decode("latin-1")
+    assert orjson.loads(fmt.render(hostile())) == {
+        "id": REQUEST_ID,
+        "a": agent,
+        "b": agent,
+        "c": agent,
+        "s": 400,
+        "t": "400",
+    }
+    quiet = orjson.loads(fmt.render(unrouted_rest()))
+    assert (quiet["a"], quiet["b"], quiet["c"]) == (None, "-", None)
+
+
 # --- the writer -------------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """API Gateway access logs: a stage's ``accessLogSettings.format`` compiled once; a writer that never blocks.
 
 A format is text with ``$context.NAME`` variables (listed in :mod:`portway.observability.access_log_vars`).
-:meth:`AccessLogFormat.parse` splits it once into literal text and value readers, so
-:meth:`AccessLogFormat.render` is one join per request.
+:meth:`AccessLogFormat.parse` compiles it once into one generated Python function (each variable read once,
+inline; constant text folded; one f-string), so :attr:`AccessLogFormat.render` is a single call per request.
 
 >>> fmt = AccessLogFormat.parse('$context.identity.sourceIp "$context.httpMethod" $context.requestId')
 >>> fmt.variables
@@ -38,13 +38,13 @@ import re
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 import orjson
 
-from portway.observability.access_log_vars import VARIABLES, Kind, Reader, lookup
+from portway.observability.access_log_vars import NAMESPACE, VARIABLES, Kind, lookup
 from portway.observability.exchange import Exchange
 
 __all__ = [
@@ -145,8 +145,8 @@ REFUSED_SYNTAX = (
     "(no ${{...}} form, no $input, $stageVariables or $util)"
 )
 
-# A slot renders one variable's value for one exchange.
-_Slot = Callable[[Exchange], str]
+# A format compiled: the entry for one exchange.
+_Render = Callable[[Exchange], str]
 
 
 def _json_escape(value: str) -> str:
@@ -172,21 +172,101 @@ def _one_line(value: str) -> str:
     return value.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def _slot(read: Reader, kind: Kind, json_template: bool, in_string: bool) -> _Slot:
-    """The renderer of one variable at one place of the format (see the module docstring for the rules)."""
+# How a value is written at one place of a format (the module docstring's rules), by the kind of value, the
+# kind of format and, in a JSON template, whether the place is inside a string.
+_PLAIN = "plain"  # as it is, "-" when missing
+_ONE_LINE = "one line"  # text formats: a line break written \r / \n
+_JSON_STRING = "JSON string"  # inside a JSON template's string: escaped
+_JSON_NUMBER = "JSON number"  # outside a string, a number or JSON text: as it is, null when missing
+_JSON_VALUE = "JSON value"  # outside a string, other text: a number or boolean as it is, text quoted
+
+
+def _mode(kind: Kind, json_template: bool, in_string: bool) -> str:
     if json_template and not in_string:
-        if kind is Kind.NUMBER or kind is Kind.JSON:
-            return lambda ex: read(ex) or "null"
-
-        def json_value(ex: Exchange) -> str:
-            value = read(ex)
-            return _json_value(value) if value else "null"
-
-        return json_value
+        return _JSON_NUMBER if kind is Kind.NUMBER or kind is Kind.JSON else _JSON_VALUE
     if kind is Kind.TEXT or kind is Kind.JSON:
-        escape = _json_escape if json_template else _one_line
-        return lambda ex: escape(read(ex) or MISSING)
-    return lambda ex: read(ex) or MISSING
+        return _JSON_STRING if json_template else _ONE_LINE
+    return _PLAIN
+
+
+def _write(mode: str, value: str, raw: str) -> list[str]:
+    """The statements that set the local ``value`` from the expression ``raw`` (a local if used twice).
+
+    The checks before escaping are :func:`_json_escape`'s and :func:`_one_line`'s own, inlined: values rarely
+    need escaping, and a call costs more than the check.
+    """
+    missing = repr(MISSING)
+    if mode == _PLAIN:
+        return [f"{value} = {raw} or {missing}"]
+    if mode == _ONE_LINE:
+        special = rf"'\n' in {value} or '\r' in {value}"
+        return [f"{value} = {raw} or {missing}", f"if {special}: {value} = _one_line({value})"]
+    if mode == _JSON_STRING:
+        special = rf"""'"' in {value} or '\\' in {value} or not {value}.isprintable()"""
+        return [f"{value} = {raw} or {missing}", f"if {special}: {value} = _json_escape({value})"]
+    if mode == _JSON_NUMBER:
+        return [f"{value} = {raw} or 'null'"]
+    return [f"{value} = _json_value({raw}) if {raw} else 'null'"]
+
+
+# The locals a generated function sets first, when a variable's source reads them (a name in a string literal
+# counts too: an unused local costs next to nothing).
+_LOCALS = {"c": "ex.ctx", "a": "ex.api"}
+_READS = {local: re.compile(rf"(?<![\w.]){local}\b") for local in _LOCALS}
+
+
+def _generate(literals: Sequence[str], slots: Sequence[tuple[str, str]]) -> str:
+    """The source of ``render(ex)`` for a format: ``literals`` around ``slots`` (a variable's source, a mode).
+
+    Each variable is read once however often the format prints it, ``ex.ctx`` and ``ex.api`` once, and the
+    entry is one f-string. Format text reaches the code only as string literals (``repr``, braces doubled);
+    the expressions are :mod:`~portway.observability.access_log_vars`'s own.
+    """
+    body = [
+        f"{local} = {value}"
+        for local, value in _LOCALS.items()
+        if any(_READS[local].search(source) for source, _ in slots)
+    ]
+    modes: dict[str, set[str]] = {}
+    for source, mode in slots:
+        modes.setdefault(source, set()).add(mode)
+    raw: dict[str, str] = {}  # source → the local holding its value, when it is needed more than once
+    written: dict[tuple[str, str], str] = {}  # (source, mode) → the local holding what is printed
+    for slot in slots:
+        if slot in written:
+            continue
+        source, mode = slot
+        if len(modes[source]) > 1 or mode == _JSON_VALUE:
+            if source not in raw:
+                raw[source] = f"r{len(raw)}"
+                body.append(f"{raw[source]} = {source}")
+            expression = raw[source]
+        else:
+            expression = f"({source})"
+        value = written[slot] = f"v{len(written)}"
+        body += _write(mode, value, expression)
+    parts = [f"f{_braces(literals[0])!r}"]
+    for slot, literal in zip(slots, literals[1:], strict=True):
+        parts.append(f"f'{{{written[slot]}}}'")
+        parts.append(f"f{_braces(literal)!r}")
+    body.append("return " + " ".join(part for part in parts if part not in ("f''", 'f""')))
+    return "def render(ex):\n" + "".join(f"    {line}\n" for line in body)
+
+
+def _braces(literal: str) -> str:
+    return literal.replace("{", "{{").replace("}", "}}")
+
+
+def _compile(source: str) -> _Render:
+    namespace: dict[str, object] = {
+        **NAMESPACE,
+        "_json_escape": _json_escape,
+        "_json_value": _json_value,
+        "_one_line": _one_line,
+    }
+    exec(compile(source, "<access log format>", "exec"), namespace)
+    render: _Render = namespace["render"]  # type: ignore[assignment]  # what the source defines
+    return render
 
 
 def _json_string_states(pieces: list[str]) -> list[bool]:
@@ -207,18 +287,19 @@ def _json_string_states(pieces: list[str]) -> list[bool]:
 
 
 class AccessLogFormat:
-    """A compiled access log format; :meth:`render` gives one exchange's entry (one line, no newline)."""
+    """A compiled access log format; :attr:`render` gives one exchange's entry (one line, no newline)."""
 
-    __slots__ = ("_literals", "_slots", "json", "text", "variables")
+    __slots__ = ("_source", "json", "render", "text", "variables")
 
-    def __init__(
-        self, text: str, literals: tuple[str, ...], slots: tuple[_Slot, ...], variables: tuple[str, ...]
-    ) -> None:
+    render: _Render
+    """The entry for an exchange: one line, without a newline (a function generated for this format)."""
+
+    def __init__(self, text: str, source: str, variables: tuple[str, ...]) -> None:
         self.text = text
         self.json = text.lstrip().startswith("{")
         self.variables = variables  # the names used, without "context.", in order
-        self._literals = literals  # one more than slots
-        self._slots = slots
+        self._source = source  # the Python source of render, for a curious reader
+        self.render = _compile(source)
 
     @classmethod
     def parse(cls, text: str) -> AccessLogFormat:
@@ -243,29 +324,18 @@ class AccessLogFormat:
         in_string = _json_string_states(pieces) if json_template else [False] * len(names)
         # Variables Portway never has a value for are folded into the text around them.
         literals: list[str] = [pieces[0]]
-        slots: list[_Slot] = []
+        slots: list[tuple[str, str]] = []
         for name, piece, quoted in zip(names, pieces[1:], in_string, strict=True):
             variable = lookup(name)
             if variable is None:
                 raise ValueError(_unknown(name))
-            if variable.read is None:
+            if variable.source is None:
                 constant = "null" if json_template and not quoted else MISSING
                 literals[-1] += constant + piece
                 continue
-            slots.append(_slot(variable.read, variable.kind, json_template, quoted))
+            slots.append((variable.source, _mode(variable.kind, json_template, quoted)))
             literals.append(piece)
-        return cls(text, tuple(literals), tuple(slots), tuple(names))
-
-    def render(self, exchange: Exchange) -> str:
-        """The entry for ``exchange``: one line, without a newline."""
-        literals = self._literals
-        out = [literals[0]]
-        i = 1
-        for slot in self._slots:
-            out.append(slot(exchange))
-            out.append(literals[i])
-            i += 1
-        return "".join(out)
+        return cls(text, _generate(literals, slots), tuple(names))
 
     def __repr__(self) -> str:
         return f"AccessLogFormat.parse({self.text!r})"

@@ -23,12 +23,16 @@ AWS endpoint request ids (``awsEndpointRequestId``, ``awsEndpointRequestId2``, `
 canary releases) and the mapping-template overrides (``requestOverride.*``, ``responseOverride.*``).
 
 Latencies are whole milliseconds (rounded), as AWS prints them.
+
+A variable's value is a Python expression (:attr:`Variable.source`) that
+:class:`~portway.observability.access_log.AccessLogFormat` compiles, with every other variable of the
+format, into one function per format.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +40,9 @@ import orjson
 
 from portway.integrations.events import request_time, stable_id
 from portway.observability.exchange import Exchange
+from portway.pipeline.context import RequestContext
 
-__all__ = ["ALWAYS_MISSING", "VARIABLES", "Kind", "Reader", "Variable", "lookup"]
-
-# A variable's value for one exchange; None (or "") when it has none, which the log prints as "-".
-Reader = Callable[[Exchange], "str | None"]
+__all__ = ["ALWAYS_MISSING", "NAMESPACE", "VARIABLES", "Kind", "Variable", "lookup"]
 
 
 class Kind(enum.Enum):
@@ -54,9 +56,14 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Variable:
-    """One ``$context`` variable: its reader (None: Portway never has a value) and its kind."""
+    """One ``$context`` variable: how to read it (None: Portway never has a value) and its kind.
 
-    read: Reader | None
+    ``source`` is a Python expression giving the value for one exchange, a ``str``, or None (or "") when it
+    has none, which the log prints as "-". It reads ``ex`` (the :class:`Exchange`), ``c`` (``ex.ctx``) and
+    ``a`` (``ex.api``), and the helpers of :data:`NAMESPACE`; it is made here only, never from format text.
+    """
+
+    source: str | None
     kind: Kind
 
 
@@ -83,13 +90,8 @@ def _int(value: int | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _request_id(ex: Exchange) -> str:
-    # An HTTP API's request id is its short one, the apigw-requestid header's.
-    return ex.ctx.extended_request_id if ex.api.kind == "HTTP" else ex.ctx.request_id
-
-
-def _user_agent(ex: Exchange) -> str | None:
-    value = ex.ctx.header(b"user-agent")
+def _user_agent(ctx: RequestContext) -> str | None:
+    value = ctx.header(b"user-agent")
     return None if value is None else value.decode("latin-1")
 
 
@@ -121,10 +123,6 @@ def _resource_id(ex: Exchange) -> str | None:
     return found
 
 
-def _resource_path(ex: Exchange) -> str | None:
-    return None if ex.api.kind == "HTTP" else ex.ctx.resource
-
-
 def _xray_trace_id(ex: Exchange) -> str | None:
     """The trace header's Root (``1-5e1b4151-…``); REST APIs only (HTTP APIs do not support X-Ray)."""
     if ex.api.kind == "HTTP":
@@ -146,8 +144,7 @@ def _data_processed(ex: Exchange) -> str | None:
     return str(received + ex.response_length)
 
 
-def _error_message_string(ex: Exchange) -> str | None:
-    message = ex.error_message
+def _error_message_string(message: str | None) -> str | None:
     return None if message is None else orjson.dumps(message).decode()
 
 
@@ -156,62 +153,61 @@ _WAF_STATUS = {"ALLOW": "200", "COUNT": "200", "BLOCK": "403"}
 _WAF_RESPONSE_CODE = {"ALLOW": "WAF_ALLOW", "COUNT": "WAF_ALLOW", "BLOCK": "WAF_BLOCK"}
 
 
-def _waf_status(ex: Exchange) -> str | None:
-    status = ex.ctx.waf_status
-    return None if status is None else _WAF_STATUS.get(status)
-
-
-def _waf_response_code(ex: Exchange) -> str | None:
-    status = ex.ctx.waf_status
-    return None if status is None else _WAF_RESPONSE_CODE.get(status)
-
-
-def _authorizer_value(name: str) -> Reader:
+def _authorizer_value(authorizer: Mapping[str, Any] | None, name: str) -> str | None:
     """``$context.authorizer.NAME``: a key of the Lambda authorizer's context (HTTP API payload 2.0: of its
     ``lambda`` map; REST and payload 1.0: flattened beside ``principalId``)."""
-
-    def read(ex: Exchange) -> str | None:
-        authorizer = ex.ctx.authorizer
-        if not authorizer:
-            return None
-        source = authorizer.get("lambda")
-        if not isinstance(source, Mapping):
-            source = authorizer
-        return _text(source.get(name))
-
-    return read
+    if not authorizer:
+        return None
+    source = authorizer.get("lambda")
+    if not isinstance(source, Mapping):
+        source = authorizer
+    return _text(source.get(name))
 
 
-def _claim(name: str) -> Reader:
+def _claim(authorizer: Mapping[str, Any] | None, name: str) -> str | None:
     """``$context.authorizer.claims.NAME``: Cognito's ``claims`` (REST), a JWT authorizer's ``jwt.claims``
     (HTTP API payload 2.0) or ``claims`` (payload 1.0)."""
-
-    def read(ex: Exchange) -> str | None:
-        authorizer = ex.ctx.authorizer
-        if not authorizer:
-            return None
-        claims = authorizer.get("claims")
+    if not authorizer:
+        return None
+    claims = authorizer.get("claims")
+    if not isinstance(claims, Mapping):
+        jwt = authorizer.get("jwt")
+        claims = jwt.get("claims") if isinstance(jwt, Mapping) else None
         if not isinstance(claims, Mapping):
-            jwt = authorizer.get("jwt")
-            claims = jwt.get("claims") if isinstance(jwt, Mapping) else None
-            if not isinstance(claims, Mapping):
-                return None
-        return _text(claims.get(name))
-
-    return read
+            return None
+    return _text(claims.get(name))
 
 
-def _principal_id(ex: Exchange) -> str | None:
-    authorizer = ex.ctx.authorizer
+def _principal_id(authorizer: Mapping[str, Any] | None) -> str | None:
     return None if not authorizer else _text(authorizer.get("principalId"))
 
 
+# What a variable's source may call, besides builtins.
+NAMESPACE: Mapping[str, object] = {
+    "request_time": request_time,
+    "_authorizer_value": _authorizer_value,
+    "_claim": _claim,
+    "_data_processed": _data_processed,
+    "_domain_name": _domain_name,
+    "_domain_prefix": _domain_prefix,
+    "_error_message_string": _error_message_string,
+    "_int": _int,
+    "_ms": _ms,
+    "_principal_id": _principal_id,
+    "_resource_id": _resource_id,
+    "_user_agent": _user_agent,
+    "_WAF_RESPONSE_CODE": _WAF_RESPONSE_CODE,
+    "_WAF_STATUS": _WAF_STATUS,
+    "_xray_trace_id": _xray_trace_id,
+}
+
 _S, _T, _N, _J = Kind.SAFE, Kind.TEXT, Kind.NUMBER, Kind.JSON
 
-# Name (after "$context.") → (reader, kind). None: Portway has no such value (see the module docstring).
-_TABLE: dict[str, tuple[Reader | None, Kind]] = {
-    "accountId": (lambda ex: ex.api.account_id, _T),
-    "apiId": (lambda ex: ex.api.api_id, _T),
+# Name (after "$context.") → (source, kind): the source reads ex (the Exchange), c (ex.ctx) and a (ex.api).
+# None: Portway has no such value (see the module docstring).
+_TABLE: dict[str, tuple[str | None, Kind]] = {
+    "accountId": ("a.account_id", _T),
+    "apiId": ("a.api_id", _T),
     "authorize.error": (None, _T),
     "authorize.latency": (None, _N),
     "authorize.status": (None, _N),
@@ -219,33 +215,31 @@ _TABLE: dict[str, tuple[Reader | None, Kind]] = {
     "authenticate.latency": (None, _N),
     "authenticate.status": (None, _N),
     "authorizer.claims": (None, _T),  # AWS: "Calling $context.authorizer.claims returns null."
-    "authorizer.error": (lambda ex: ex.ctx.authorizer_error, _T),
-    "authorizer.integrationLatency": (
-        _authorizer_value("integrationLatency"),
-        _T,
-    ),  # REST: beside principalId
+    "authorizer.error": ("c.authorizer_error", _T),
+    # REST: beside principalId
+    "authorizer.integrationLatency": ("_authorizer_value(c.authorizer, 'integrationLatency')", _T),
     "authorizer.integrationStatus": (None, _N),
-    "authorizer.latency": (lambda ex: _ms(ex.ctx.authorizer_latency_ms), _N),
-    "authorizer.principalId": (_principal_id, _T),
+    "authorizer.latency": ("_ms(c.authorizer_latency_ms)", _N),
+    "authorizer.principalId": ("_principal_id(c.authorizer)", _T),
     "authorizer.requestId": (None, _T),
-    "authorizer.status": (lambda ex: _int(ex.ctx.authorizer_status), _N),
+    "authorizer.status": ("_int(c.authorizer_status)", _N),
     "awsEndpointRequestId": (None, _T),
     "awsEndpointRequestId2": (None, _T),
     "customDomain.basePathMatched": (None, _T),
-    "dataProcessed": (_data_processed, _N),
-    "deploymentId": (lambda ex: ex.api.deployment_id, _T),
-    "domainName": (_domain_name, _T),
-    "domainPrefix": (_domain_prefix, _T),
-    "error.message": (lambda ex: ex.error_message, _T),
-    "error.messageString": (_error_message_string, _J),
-    "error.responseType": (lambda ex: ex.error_type, _S),
-    "error.validationErrorString": (lambda ex: ex.ctx.validation_error, _T),
-    "extendedRequestId": (lambda ex: ex.ctx.extended_request_id, _S),
-    "httpMethod": (lambda ex: ex.ctx.method, _S),
+    "dataProcessed": ("_data_processed(ex)", _N),
+    "deploymentId": ("a.deployment_id", _T),
+    "domainName": ("_domain_name(ex)", _T),
+    "domainPrefix": ("_domain_prefix(ex)", _T),
+    "error.message": ("ex.error_message", _T),
+    "error.messageString": ("_error_message_string(ex.error_message)", _J),
+    "error.responseType": ("ex.error_type", _S),
+    "error.validationErrorString": ("c.validation_error", _T),
+    "extendedRequestId": ("c.extended_request_id", _S),
+    "httpMethod": ("c.method", _S),
     "identity.accessKey": (None, _T),
     "identity.accountId": (None, _T),
-    "identity.apiKey": (lambda ex: ex.ctx.api_key, _T),
-    "identity.apiKeyId": (lambda ex: ex.ctx.api_key_id, _T),
+    "identity.apiKey": ("c.api_key", _T),
+    "identity.apiKeyId": ("c.api_key_id", _T),
     "identity.caller": (None, _T),
     "identity.clientCert.clientCertPem": (None, _T),
     "identity.clientCert.issuerDN": (None, _T),
@@ -259,44 +253,45 @@ _TABLE: dict[str, tuple[Reader | None, Kind]] = {
     "identity.cognitoIdentityPoolId": (None, _T),
     "identity.principalOrgId": (None, _T),
     # Text, not SAFE: behind a proxy the server may take the client's address from X-Forwarded-For.
-    "identity.sourceIp": (lambda ex: ex.ctx.client_ip, _T),
+    "identity.sourceIp": ("c.client_ip", _T),
     "identity.user": (None, _T),
-    "identity.userAgent": (_user_agent, _T),
+    "identity.userAgent": ("_user_agent(c)", _T),
     "identity.userArn": (None, _T),
     "identity.vpcId": (None, _T),
     "identity.vpceId": (None, _T),
-    "integration.error": (lambda ex: ex.ctx.integration_error, _T),
-    "integration.integrationStatus": (lambda ex: _int(ex.ctx.integration_status), _N),
-    "integration.latency": (lambda ex: _ms(ex.ctx.integration_latency_ms), _N),
+    "integration.error": ("c.integration_error", _T),
+    "integration.integrationStatus": ("_int(c.integration_status)", _N),
+    "integration.latency": ("_ms(c.integration_latency_ms)", _N),
     "integration.requestId": (None, _T),
     # AWS: "Equivalent to $context.integrationStatus"; Portway keeps one integration status.
-    "integration.status": (lambda ex: _int(ex.ctx.integration_status), _N),
-    "integrationErrorMessage": (lambda ex: ex.ctx.integration_error, _T),
-    "integrationLatency": (lambda ex: _ms(ex.ctx.integration_latency_ms), _N),
-    "integrationStatus": (lambda ex: _int(ex.ctx.integration_status), _N),
+    "integration.status": ("_int(c.integration_status)", _N),
+    "integrationErrorMessage": ("c.integration_error", _T),
+    "integrationLatency": ("_ms(c.integration_latency_ms)", _N),
+    "integrationStatus": ("_int(c.integration_status)", _N),
     "isCanaryRequest": (None, _T),
-    "path": (lambda ex: ex.ctx.scope_path(), _T),  # with the stage: /dev/items/1
-    "protocol": (lambda ex: f"HTTP/{ex.ctx.http_version}", _S),
-    "requestId": (_request_id, _S),
-    "requestTime": (lambda ex: request_time(ex.ctx.request_time_ns), _S),
-    "requestTimeEpoch": (lambda ex: str(ex.ctx.request_time_ns // 1_000_000), _N),
-    "resourceId": (_resource_id, _S),
-    "resourcePath": (_resource_path, _T),
-    "responseLatency": (lambda ex: str(round(ex.response_latency_ms)), _N),
-    "responseLength": (lambda ex: str(ex.response_length), _N),
+    "path": ("c.scope_path()", _T),  # with the stage: /dev/items/1
+    "protocol": ("'HTTP/' + c.http_version", _S),
+    # An HTTP API's request id is its short one, the apigw-requestid header's.
+    "requestId": ("c.extended_request_id if a.kind == 'HTTP' else c.request_id", _S),
+    "requestTime": ("request_time(c.request_time_ns)", _S),
+    "requestTimeEpoch": ("str(c.request_time_ns // 1_000_000)", _N),
+    "resourceId": ("_resource_id(ex)", _S),
+    "resourcePath": ("None if a.kind == 'HTTP' else c.resource", _T),
+    "responseLatency": ("str(round(ex.response_latency_ms))", _N),
+    "responseLength": ("str(ex.response_length)", _N),
     "responseOverride.status": (None, _N),
-    "routeKey": (lambda ex: ex.route_key, _T),
-    "stage": (lambda ex: ex.api.stage, _T),
-    "status": (lambda ex: str(ex.status), _N),
+    "routeKey": ("ex.route_key", _T),
+    "stage": ("a.stage", _T),
+    "status": ("str(ex.status)", _N),
     "waf.error": (None, _T),
     "waf.latency": (None, _N),
-    "waf.status": (_waf_status, _N),
-    "wafResponseCode": (_waf_response_code, _S),
+    "waf.status": ("_WAF_STATUS.get(c.waf_status)", _N),
+    "wafResponseCode": ("_WAF_RESPONSE_CODE.get(c.waf_status)", _S),
     "webaclArn": (None, _T),
-    "xrayTraceId": (_xray_trace_id, _T),
+    "xrayTraceId": ("_xray_trace_id(ex)", _T),
 }
 
-VARIABLES: Mapping[str, Variable] = {name: Variable(read, kind) for name, (read, kind) in _TABLE.items()}
+VARIABLES: Mapping[str, Variable] = {name: Variable(source, kind) for name, (source, kind) in _TABLE.items()}
 
 # Families with a name at the end (``requestOverride.header.NAME``): never a value in Portway.
 _MISSING_FAMILIES = (
@@ -307,7 +302,7 @@ _MISSING_FAMILIES = (
 )
 
 ALWAYS_MISSING: frozenset[str] = frozenset(
-    [name for name, variable in VARIABLES.items() if variable.read is None]
+    [name for name, variable in VARIABLES.items() if variable.source is None]
     + [family + "NAME" for family in _MISSING_FAMILIES]
 )
 
@@ -327,10 +322,10 @@ def lookup(name: str) -> Variable | None:
         return found
     if name.startswith("authorizer.claims."):
         claim = name.removeprefix("authorizer.claims.")
-        return Variable(_claim(claim), Kind.TEXT) if "." not in claim else None
+        return Variable(f"_claim(c.authorizer, {claim!r})", Kind.TEXT) if "." not in claim else None
     if name.startswith("authorizer."):
         key = name.removeprefix("authorizer.")
-        return Variable(_authorizer_value(key), Kind.TEXT) if "." not in key else None
+        return Variable(f"_authorizer_value(c.authorizer, {key!r})", Kind.TEXT) if "." not in key else None
     for family in _MISSING_FAMILIES:
         if name.startswith(family) and "." not in name.removeprefix(family):
             return _MISSING_TEXT
