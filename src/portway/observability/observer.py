@@ -20,7 +20,16 @@ __all__ = ["Observer"]
 class Observer:
     """One gateway's monitoring, decided when it is compiled; each part None when off."""
 
-    __slots__ = ("access_log", "api", "log_format", "monitor", "tracing", "unrouted", "wants_context")
+    __slots__ = (
+        "access_log",
+        "api",
+        "http_api",
+        "log_format",
+        "monitor",
+        "tracing",
+        "unrouted",
+        "wants_context",
+    )
 
     def __init__(
         self,
@@ -37,6 +46,7 @@ class Observer:
         self.log_format = log_format if access_log is not None else None
         self.access_log = access_log
         self.tracing = tracing
+        self.http_api = api.kind == "HTTP"  # route keys are an HTTP API's ($context.routeKey)
         # The access log and spans describe every request, those no route took too: they need its context.
         self.wants_context = self.log_format is not None or tracing is not None
 
@@ -57,7 +67,7 @@ class Observer:
         if ctx is None or not self.wants_context:
             return
         route_key = None
-        if self.api.kind == "HTTP":
+        if self.http_api:
             route_key = route.name if route is not None else "-"
         exchange = Exchange(
             ctx,
