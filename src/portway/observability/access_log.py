@@ -391,8 +391,8 @@ class AccessLogWriter:
 
     :meth:`write` only appends the line to a deque (atomic, no lock, no wake-up); every
     :data:`FLUSH_INTERVAL_S` (10 ms: few lines held, few wake-ups) the thread takes everything queued, writes
-    it in one go and flushes. (Waking the
-    thread per line cost the event loop more than rendering the line: each wake-up contends for the GIL.)
+    it in one go and flushes. (Waking the thread per line cost the event loop more than rendering the line:
+    each wake-up contends for the GIL.)
     Past ``max_backlog`` queued lines new ones are dropped and counted in :attr:`dropped` (a warning is
     logged once per overflow). :meth:`close` writes what is queued and stops the thread; it also runs when
     the interpreter exits.

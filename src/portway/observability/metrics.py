@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import os
 import socket
-from bisect import bisect_left
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
