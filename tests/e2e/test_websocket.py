@@ -398,3 +398,13 @@ async def test_a_dead_nodes_connections_are_cleaned_up_by_another(
                 management(first).post_to_connection, ConnectionId=me["connectionId"], Data=b"x"
             )
         assert failed.value.response["Error"]["Code"] == "GoneException"
+
+
+async def test_route_throttling(gateway_factory: GatewayFactory, events: Path) -> None:
+    strict = gateway_factory(STRICT, FUNCTIONS, stage="dev", stage_variables={"events": str(events)})
+    async with connect(ws_url(strict, "token=good")) as ws:
+        assert (await ask(ws, {"action": "echo"}))["route"] == "echo"
+        assert (await ask(ws, {"action": "echo"}))["route"] == "echo"
+        refused = await ask(ws, {"action": "echo"})  # the burst of 2 is spent
+        assert refused["message"] == "Too Many Requests"
+        assert set(refused) == {"message", "connectionId", "requestId"}

@@ -10,6 +10,8 @@ from portway.config.errors import DefinitionErrors
 from portway.config.model import Deployment
 from portway.observability.exchange import ApiIdentity
 from portway.observability.metrics import UNROUTED, RouteStats
+from portway.stages.throttle import ACCOUNT_BURST, ACCOUNT_RATE, Limit
+from portway.state.store import Bucket
 from portway.websocket.gateway import ConnectionHub, WebSocketGateway
 from portway.websocket.model import CONNECT, DISCONNECT, WebSocketApi, WsLambda
 
@@ -75,6 +77,18 @@ def compile_websocket(
     if out.items:
         raise DefinitionErrors(out.items)
     region = next((spec.region for spec in registry.specs.values()), "us-east-1")
+    settings = api.stage_settings or deployment.stage_settings.get(stage)
+    throttles: dict[str, tuple[Bucket, ...]] = {}
+    if settings is not None:
+        for key in {CONNECT, *api.routes}:
+            setting = settings.for_method("*", key)
+            rate, burst = setting.throttling_rate_limit, setting.throttling_burst_limit
+            if rate is not None or burst is not None:
+                # A rate without a burst (or the other way round) keeps AWS's default for the other half.
+                limit = Limit(
+                    rate if rate is not None else ACCOUNT_RATE, burst if burst is not None else ACCOUNT_BURST
+                )
+                throttles[key] = (limit.bucket(f"ws:{api.api_id}:{stage}:{key}"),)
     monitor = resources.monitor
     stats: dict[str, RouteStats] = {}
     if monitor is not None:
@@ -99,4 +113,6 @@ def compile_websocket(
         monitor=monitor,
         stats=stats,
         access_log=resources.access_log,
+        store=resources.store,
+        throttles=throttles,
     )

@@ -45,7 +45,7 @@ from portway.observability.access_log import AccessLogWriter
 from portway.observability.metrics import UNROUTED, Monitor, RouteStats
 from portway.routing import BadPath
 from portway.stages.policy import Decision, PolicyError, evaluate
-from portway.state.store import StoreUnavailable
+from portway.state.store import Bucket, Store, StoreUnavailable
 from portway.types import Receive, Scope, Send
 from portway.websocket import events
 from portway.websocket.model import CONNECT, DISCONNECT, WebSocketApi, WsLambda, WsMock, WsRoute
@@ -68,6 +68,7 @@ GOING_AWAY = 1001
 NORMAL = 1000
 ABNORMAL = 1006
 GOING_AWAY_REASON = "Going away"
+TOO_MANY_REQUESTS = "Too Many Requests"  # a throttled $connect's 429 body, a throttled message's error frame
 MAX_IN_FLIGHT = 64  # messages of one connection being handled at once; past it, reading waits
 _JSON = (b"content-type", b"application/json")
 
@@ -246,6 +247,8 @@ class WebSocketGateway:
     monitor: Monitor | None = None
     stats: dict[str, RouteStats] = field(default_factory=dict)  # per route key, and UNROUTED
     access_log: AccessLogWriter | None = None  # one JSON line per event when access logging is on
+    store: Store | None = None  # where the routes' throttle buckets live (this process, or Redis for many)
+    throttles: Mapping[str, tuple[Bucket, ...]] = field(default_factory=dict)  # route key → its buckets
     selection: SelectionExpression = field(init=False)
     prefix: str = field(init=False)
 
@@ -413,6 +416,8 @@ class WebSocketGateway:
     ) -> tuple[tuple[int, dict[str, Any]] | None, events.ConnectionContext, float | None]:
         """Run ``$connect``'s authorizer and integration: (status, body) when the handshake is refused, the
         connection's context (with the authorizer's answer), the integration's latency."""
+        if not await self._admit(CONNECT):
+            return (429, {"message": TOO_MANY_REQUESTS}), context, None
         route = self.api.routes.get(CONNECT)
         if route is None:
             return None, context, None
@@ -552,6 +557,19 @@ class WebSocketGateway:
                 )
                 return
             route = self.api.routes[chosen.route_key]
+            if not await self._admit(route.route_key):
+                await connection.send_message(error_answer(TOO_MANY_REQUESTS, connection.id, request_id))
+                self._observe(
+                    route.route_key,
+                    429,
+                    started,
+                    None,
+                    "THROTTLED",
+                    event_type="MESSAGE",
+                    request_id=request_id,
+                    context=connection.context,
+                )
+                return
             message_id = events.new_message_id()
             event = events.message_event(
                 connection.context,
@@ -637,6 +655,18 @@ class WebSocketGateway:
             request_id=request_id,
             context=context,
         )
+
+    async def _admit(self, key: str) -> bool:
+        """Whether the route's throttle (``routeSettings`` / ``defaultRouteSettings``) lets one more in. A
+        store that cannot be reached lets everything in, as the HTTP side's throttle does."""
+        buckets = self.throttles.get(key)
+        if not buckets or self.store is None:
+            return True
+        try:
+            admission = await self.store.take(buckets, time.time())
+        except StoreUnavailable:
+            return True
+        return admission.allowed
 
     async def _timed(
         self, route: WsRoute, event: dict[str, Any], request_id: str, connection_id: str
