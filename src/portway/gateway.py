@@ -139,9 +139,7 @@ class Gateway:
                     if preflight is not None:
                         response = preflight
                         if observer is not None and observer.wants_context:
-                            early = RequestContext(
-                                scope, receive, rest, self.stage, "", {}, self.stage_variables
-                            )
+                            early = self._early(scope, receive, rest)
                     else:
                         response, early = self._unrouted(
                             ResponseType.MISSING_AUTHENTICATION_TOKEN, scope, receive, rest
@@ -217,6 +215,10 @@ class Gateway:
             if observer is not None:
                 observer.finish(ctx or early, route, response, length, (_clock() - started) * 1000, span)
 
+    def _early(self, scope: Scope, receive: Receive, path: str) -> RequestContext:
+        """The context of a request no route took (for what its answer or its log line prints)."""
+        return RequestContext(scope, receive, path, self.stage, "", {}, self.stage_variables)
+
     def _unrouted(
         self, kind: ResponseType, scope: Scope, receive: Receive, path: str
     ) -> tuple[Response, RequestContext | None]:
@@ -225,7 +227,7 @@ class Gateway:
         observer = self.observer
         if not (self.reads_request or (observer is not None and observer.wants_context)):
             return gateway_response(kind, self.responses), None
-        early = RequestContext(scope, receive, path, self.stage, "", {}, self.stage_variables)
+        early = self._early(scope, receive, path)
         token = CURRENT_REQUEST.set(early)
         try:
             return gateway_response(kind, self.responses), early

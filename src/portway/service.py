@@ -238,11 +238,7 @@ class Service:
         """This node's WebSocket connections (made with the first WebSocket gateway; outlives reloads): the
         connection registry is the --state store's kind, Redis for many nodes."""
         if self._hub is None:
-            url = (
-                self.options.state
-                if self.options.state.startswith(("redis://", "rediss://", "unix://"))
-                else "memory"
-            )
+            url = self.options.state if self.resources.store.name == "redis" else "memory"
             self._hub = ConnectionHub(
                 url,
                 clock=self.options.clock or time.time,

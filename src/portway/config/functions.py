@@ -206,9 +206,7 @@ def _stage_settings(spec: Mapping[str, Any], where: str, add: Add) -> StageSetti
     )
 
 
-def access_log_settings(
-    raw: Any, where: str, add: Add, format_key: str = "format", known: frozenset[str] = frozenset()
-) -> tuple[str | None, str]:
+def access_log_settings(raw: Any, where: str, add: Add, format_key: str = "format") -> tuple[str | None, str]:
     """A stage's access log settings: its format (checked when the gateway is compiled, with the
     variables it names) and where that was written. The destination (a log group's ARN) is not used:
     lines go where ``portway serve --access-log`` sends them."""
@@ -217,7 +215,7 @@ def access_log_settings(
     if not isinstance(raw, Mapping):
         add(where, f"must be a mapping with a {format_key} (and optionally a destination ARN)")
         return None, ""
-    allowed = {format_key, *known} | {"destinationArn", "DestinationArn"}
+    allowed = {format_key, "destinationArn", "DestinationArn"}
     for key in raw:
         if key not in allowed:
             add(f"{where}.{key}", f"unknown access log setting (known: {', '.join(sorted(allowed))})")

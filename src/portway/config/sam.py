@@ -606,7 +606,7 @@ def _event_api_key(
     return required
 
 
-def _access_log(api: Any, name: str, add: Add) -> tuple[str | None, str]:
+def _access_log(api: _Api, name: str, add: Add) -> tuple[str | None, str]:
     """``AccessLogSetting`` (REST) / ``AccessLogSettings`` (HTTP): its Format; DestinationArn is not used."""
     found = pick(api.sources, name)
     if found is None:

@@ -41,6 +41,7 @@ import orjson
 from portway.integrations.events import request_time, stable_id
 from portway.observability.exchange import Exchange
 from portway.pipeline.context import RequestContext
+from portway.pipeline.gateway_responses import value_text
 
 __all__ = ["ALWAYS_MISSING", "NAMESPACE", "VARIABLES", "Kind", "Variable", "lookup"]
 
@@ -71,15 +72,8 @@ class Variable:
 
 
 def _text(value: Any) -> str | None:
-    """An authorizer value as AWS prints it: strings as they are, booleans lower-case, numbers as written,
-    maps and lists as JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return orjson.dumps(value).decode()
+    """An authorizer value as AWS prints it (as gateway response templates do), None when absent."""
+    return None if value is None else value_text(value)
 
 
 def _ms(value: float | None) -> str | None:

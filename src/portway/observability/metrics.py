@@ -59,6 +59,17 @@ UNROUTED = "-"  # method, resource and route of a request no route took
 THROTTLED_TYPES = frozenset({"THROTTLED", "QUOTA_EXCEEDED"})
 WAF_TYPES = frozenset({"WAF_FILTERED"})
 AUTHORIZER_DENIED_TYPES = frozenset({"UNAUTHORIZED", "ACCESS_DENIED", "EXPIRED_TOKEN", "INVALID_SIGNATURE"})
+# The summary's totals: each the sum of the per-route rows' own figure.
+_TOTALS = (
+    "count",
+    "4xx",
+    "5xx",
+    "throttled",
+    "waf_blocked",
+    "authorizer_denied",
+    "cache_hits",
+    "cache_misses",
+)
 
 
 class RouteStats:
@@ -197,15 +208,11 @@ class Monitor:
     def summary(self) -> dict[str, Any]:
         """Totals, per-route figures, today's top API keys and the Lambda pools: the admin API's summary."""
         routes = []
-        totals = dict.fromkeys(
-            ("count", "4xx", "5xx", "throttled", "waf_blocked", "authorizer_denied", "cache_hits"), 0
-        )
-        totals["cache_misses"] = 0
+        totals = dict.fromkeys(_TOTALS, 0)
         for stats in self._routes.values():
             row = route_row(stats)
-            for name in totals:
-                totals[name] += row.get(name, 0) if name != "authorizer_denied" else 0
-            totals["authorizer_denied"] += stats.of_types(AUTHORIZER_DENIED_TYPES)
+            for name in _TOTALS:
+                totals[name] += row[name]
             if stats.count:
                 routes.append(row)
         routes.sort(key=lambda row: (-row["count"], row["route"]))
@@ -262,6 +269,7 @@ def route_row(stats: RouteStats) -> dict[str, Any]:
         "5xx": stats.errors_5xx,
         "throttled": stats.of_types(THROTTLED_TYPES),
         "waf_blocked": stats.of_types(WAF_TYPES),
+        "authorizer_denied": stats.of_types(AUTHORIZER_DENIED_TYPES),
         "cache_hits": stats.cache_hits,
         "cache_misses": stats.cache_misses,
         "latency": percentiles(stats.latency.counts),

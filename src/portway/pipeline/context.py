@@ -11,7 +11,7 @@ from typing import Any
 from portway.state.store import Bucket
 from portway.types import Receive, Response, Scope
 
-__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext"]
+__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "RequestContext", "read_body"]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
@@ -36,6 +36,24 @@ def _uuid4(bits: int) -> str:
 _UUID_CLEAR = ~(0xF000 << 64 | 0xC000 << 48) & (1 << 128) - 1
 _UUID_V4 = 0x4000 << 64 | 0x8000 << 48
 _BITS_88 = (1 << 88) - 1
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """An ASGI request's whole body from ``receive``; over ``limit`` bytes raises :class:`BodyTooLarge`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
 class RequestContext:
@@ -210,20 +228,7 @@ class RequestContext:
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             raise BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        self._body = b"".join(chunks)
+        self._body = await read_body(self._receive, MAX_BODY_BYTES)
         return self._body
 
     @property

@@ -47,6 +47,7 @@ __all__ = [
     "RequestView",
     "parse_gateway_responses",
     "table_reads_request",
+    "value_text",
 ]
 
 EXTENSION = "x-amazon-apigateway-gateway-responses"
@@ -113,8 +114,9 @@ class _Error(NamedTuple):
 Getter = Callable[["RequestView | None", _Error], str]
 
 
-def _text(value: Any) -> str:
-    """A value as a template prints it: strings as they are, booleans lower-case, maps and lists as JSON."""
+def value_text(value: Any) -> str:
+    """A value as a template (or an access log) prints it: strings as they are, booleans lower-case, numbers
+    as written, maps and lists as JSON; None as ""."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -167,7 +169,7 @@ def _authorizer(path: str) -> Getter:
             if not isinstance(value, Mapping):
                 return None
             value = value.get(key)
-        return _text(value)
+        return value_text(value)
 
     return _from_request(read)
 

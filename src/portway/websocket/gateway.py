@@ -43,6 +43,7 @@ from portway.lambdas.runtime import LambdaRuntime, Outcome
 from portway.lambdas.spec import FunctionSpec
 from portway.observability.access_log import AccessLogWriter
 from portway.observability.metrics import UNROUTED, Monitor, RouteStats
+from portway.pipeline.context import BodyTooLarge, read_body
 from portway.routing import BadPath
 from portway.stages.policy import Decision, PolicyError, evaluate
 from portway.state.store import Bucket, Store, StoreUnavailable
@@ -256,10 +257,6 @@ class WebSocketGateway:
         object.__setattr__(self, "selection", parse_expression(self.api.route_selection_expression))
         object.__setattr__(self, "prefix", f"/{self.stage}")
 
-    @property
-    def kind(self) -> str:
-        return "WEBSOCKET"
-
     def routes(self) -> tuple[WsRoute, ...]:
         return tuple(self.api.routes.values())
 
@@ -300,8 +297,9 @@ class WebSocketGateway:
         registry = self.hub.registry
         try:
             if method == "POST":
-                data = await _read_body(receive, self.api.limits.message_bytes)
-                if data is None:
+                try:
+                    data = await read_body(receive, self.api.limits.message_bytes)
+                except BodyTooLarge:
                     return _error(413, "PayloadTooLargeException", "Message too long")
                 delivered = await registry.send(connection_id, data, binary=not _is_text(data))
                 if delivered is Delivery.GONE:
@@ -795,23 +793,6 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def _refuse(send: Send, status: int, body: dict[str, Any]) -> None:
