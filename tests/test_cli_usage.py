@@ -272,6 +272,14 @@ def test_a_key_created_into_plans_and_its_usage_per_plan(cli: Cli) -> None:
             ("usage", "k", "--from", "2024-03-01", "--to", "yesterday"),
             "error: --to 'yesterday': expected a date",
         ),
+        (
+            ("usage", "--from", "2024-03-01", "--to", "2024-03-02"),
+            "error: give KEY (an API key's quota usage) or --by route|key (traffic)",
+        ),
+        (
+            ("usage", "--by", "route", "--from", "2024-03-02", "--to", "2024-03-01"),
+            "error: --to: must not be before --from",
+        ),
     ],
 )
 def test_bad_input_is_one_line_naming_the_argument_and_exit_1(

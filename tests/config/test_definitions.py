@@ -1191,3 +1191,36 @@ def test_reserved_lambda_environment_variables_are_refused(tmp_path: Path) -> No
         "$.functions.products.environment._HANDLER",
     }
     assert all("reserved" in p.message for p in problems)
+
+
+def test_access_log_settings_problems_name_their_path(tmp_path: Path) -> None:
+    functions = write(
+        tmp_path / "functions.yaml",
+        """\
+functions:
+  f: app.handler
+stages:
+  listed:
+    accessLogSettings: [a]
+  unknown:
+    accessLogSettings: {format: $context.requestId, destination: here}
+  empty:
+    accessLogSettings: {format: "  "}
+  number:
+    accessLogSettings: {format: 42}
+  fine:
+    accessLogSettings: {format: clf, destinationArn: "arn:aws:logs:us-east-1:1:log-group:x"}
+""",
+    )
+    with pytest.raises(DefinitionErrors) as caught:
+        load_deployment(functions)
+    problems = caught.value.problems
+    expected = {
+        "$.stages.listed.accessLogSettings": "must be a mapping with a format",
+        "$.stages.unknown.accessLogSettings.destination": "unknown access log setting",
+        "$.stages.empty.accessLogSettings.format": "non-empty format string",
+        "$.stages.number.accessLogSettings.format": "non-empty format string",
+    }
+    for path, words in expected.items():
+        assert words in problem_at(problems, functions, path).message, path
+    assert len(problems) == len(expected)

@@ -7,6 +7,7 @@ directly; compiling starts no process.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from portway.config.loader import load_definition
 from portway.config.model import ALL_METHODS_KEY, ApiDefinition, MethodSetting, StageSettings
 from portway.gateway import Gateway
 from portway.lambdas.runtime import LambdaRuntime
+from portway.observability.access_log import AccessLogWriter
 
 HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
 
@@ -576,3 +578,52 @@ def test_an_unresolvable_intrinsic_names_its_path(tmp_path: Path) -> None:
     (problem,) = problems_of(template)
     assert problem.path == "$.Globals.Api.CacheClusterEnabled"
     assert "'Missing'" in problem.message
+
+
+def test_access_log_settings_reach_the_stage_and_a_bad_format_names_its_path(tmp_path: Path) -> None:
+    """SAM's AccessLogSetting (REST) / AccessLogSettings (HTTP): the Format is the stage's access log format,
+    checked when the gateway is compiled with an access log; the DestinationArn is not used."""
+    destination = "arn:aws:logs:us-east-1:123456789012:log-group:api"
+    for folder, resources, expected in (
+        (
+            "rest",
+            {
+                "Rest": rest_api(AccessLogSetting={"DestinationArn": destination, "Format": "clf"}),
+                "Fn": function(Get=api_event("/items", RestApiId={"Ref": "Rest"})),
+            },
+            "clf",
+        ),
+        (
+            "http",
+            {
+                "Http": http_api(
+                    AccessLogSettings={"DestinationArn": destination, "Format": "$context.requestId"}
+                ),
+                "Fn": function(Put=http_event("/items", "PUT", ApiId={"Ref": "Http"})),
+            },
+            "$context.requestId",
+        ),
+    ):
+        (tmp_path / folder).mkdir()
+        template = write_template(tmp_path / folder, resources)
+        assert settings_of(load_definition(template)).access_log_format == expected
+    bad = write_template(
+        tmp_path,
+        {
+            "Rest": rest_api(AccessLogSetting={"Format": "$context.requestId $context.nope"}),
+            "Fn": function(Get=api_event("/items", RestApiId={"Ref": "Rest"})),
+        },
+    )
+    api = load_definition(bad)
+    assert api.deployment is not None
+    writer = AccessLogWriter(io.StringIO())
+    try:
+        with pytest.raises(DefinitionErrors) as raised:
+            compile_gateway(
+                api, api.deployment, Resources(runtime=LambdaRuntime({}), access_log=writer), stage=None
+            )
+    finally:
+        writer.close()
+    (problem,) = raised.value.problems
+    assert problem.path == "$.Resources.Rest.Properties.AccessLogSetting.Format"
+    assert "$context.nope" in problem.message

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from websockets.asyncio.client import ClientConnection, connect
@@ -408,3 +409,25 @@ async def test_route_throttling(gateway_factory: GatewayFactory, events: Path) -
         refused = await ask(ws, {"action": "echo"})  # the burst of 2 is spent
         assert refused["message"] == "Too Many Requests"
         assert set(refused) == {"message", "connectionId", "requestId"}
+
+
+async def test_connections_api_refuses_bad_requests(gateway_factory: GatewayFactory, events: Path) -> None:
+    strict = gateway_factory(STRICT, FUNCTIONS, stage="dev", stage_variables={"events": str(events)})
+    async with connect(ws_url(strict, "token=good")) as ws, httpx.AsyncClient(timeout=10) as client:
+        await ask(ws, {"action": "echo"})  # the API is up and serving
+        base = f"{strict.url}/dev/@connections"
+        too_big = await client.post(f"{base}/bm90LWEtcmVhbC1pZA=", content=b"x" * 5000)  # messageBytes 4096
+        assert too_big.status_code == 413
+        assert too_big.headers["x-amzn-ErrorType"] == "PayloadTooLargeException"
+        assert too_big.json() == {"message": "Message too long"}
+        nested = await client.post(f"{base}/a/b", content=b"x")
+        assert nested.status_code == 400
+        assert nested.headers["x-amzn-ErrorType"] == "BadRequestException"
+        empty = await client.post(f"{base}/", content=b"x")
+        assert empty.status_code == 400
+        wrong = await client.put(f"{base}/bm90LWEtcmVhbC1pZA=", content=b"x")
+        assert wrong.status_code == 405
+        assert wrong.headers["x-amzn-ErrorType"] == "MethodNotAllowedException"
+        elsewhere = await client.get(f"{strict.url}/dev/anything")
+        assert elsewhere.status_code == 403
+        assert elsewhere.json() == {"message": "Forbidden"}
